@@ -1,0 +1,181 @@
+"""Fused CPU path for CBAM (channel-spatial arrangement, avg+max pooling in both gates).
+
+Why it exists: on a CPU, CBAM's cost is memory traffic, not arithmetic. Written plainly
+(as in attention.py), the block makes a dozen passes over a (B, C, H, W) tensor in the
+forward pass and more in the backward (mean and amax backward each write a full tensor,
+and autograd sums them). Here the big tensor is read by a few C++ loops (csrc/cbam_gate.cpp),
+while the small parts (the MLP on (B, 2, C) descriptors, the k x k convolution and
+BatchNorm on (B, 2, H, W) maps) stay ordinary PyTorch modules with ordinary autograd.
+
+It computes the same function as CBAM's plain path (tests/test_fused.py checks values and
+gradients). Two differences, both documented: at a tie for a maximum the whole gradient
+goes to the first maximal element (a valid subgradient; amax splits it), and the attention
+weights it hands back are detached.
+
+The C++ code is compiled on first use with torch.utils.cpp_extension (a C++ compiler and
+the ninja package are needed; it takes about a minute, then is cached). If compiling
+fails, or CBAM_TUTORIAL_FUSED=0 is set, CBAM silently keeps the plain path.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).parent / "csrc" / "cbam_gate.cpp"
+
+
+@lru_cache(maxsize=1)
+def load_extension():
+    """Compile (once, cached on disk) and return the C++ module, or None if unavailable."""
+    if os.environ.get("CBAM_TUTORIAL_FUSED", "1") == "0":
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        return load(
+            name="cbam_tutorial_gate",
+            sources=[str(_SOURCE)],
+            extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+    except Exception as error:  # no compiler, no ninja, unsupported platform
+        warnings.warn(f"fused CBAM kernels unavailable, using the plain path: {error}")
+        return None
+
+
+def fused_applies(module, x: torch.Tensor) -> bool:
+    """True when `module` (a CBAM) can run on `x` through the fused kernels."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and x.shape[2] * x.shape[3] > 1  # a 1x1 map is contiguous in both layouts
+        and module.channel_attention.pooling == "avg+max"
+        and module.spatial_attention.pooling == "avg+max"
+        and not torch.jit.is_scripting()
+        and load_extension() is not None
+    )
+
+
+def _ordered(module, max_map: torch.Tensor, mean_map: torch.Tensor):
+    if module.spatial_attention.map_order == "max-mean":
+        return max_map, mean_map
+    return mean_map, max_map
+
+
+class _GateConvolution(torch.autograd.Function):
+    """The spatial gate's k x k convolution (B, 2, H, W) -> (B, 1, H, W), direct loops."""
+
+    @staticmethod
+    def forward(ctx, maps, weight):
+        ctx.save_for_backward(maps, weight)
+        return load_extension().gate_conv_forward(maps, weight)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        maps, weight = ctx.saved_tensors
+        grad_maps, grad_weight = load_extension().gate_conv_backward(grad_out, maps, weight)
+        return grad_maps, grad_weight
+
+
+def _spatial_gate(ext, spatial_attention, maps: torch.Tensor) -> torch.Tensor:
+    """SpatialAttention.gate with the direct convolution: (B, 2, H, W) -> (B, 1, H, W)."""
+    conv = spatial_attention.conv
+    out = _GateConvolution.apply(maps, conv.weight)
+    if conv.bias is not None:
+        out = out + conv.bias.view(1, -1, 1, 1)
+    return torch.sigmoid(spatial_attention.norm(out))
+
+
+def _forward(ext, module, x: torch.Tensor, build_graph: bool):
+    """Pooling and gating through the kernels; the small gates through their modules.
+
+    Returns out (B, C, H, W), the graph pieces and the argmax indices for the backward.
+    """
+    batch, channels, height, width = x.shape
+    avg, mx, argmax_c = ext.channel_pool(x)
+    with torch.set_grad_enabled(build_graph), torch.autocast(x.device.type, enabled=False):
+        descriptors = torch.stack([avg, mx], dim=1).requires_grad_(build_graph)  # (B, 2, C)
+        channel = module.channel_attention.gate(descriptors)  # (B, C)
+    smax, smean, argmax_s = ext.spatial_pool(x, channel.detach())
+    with torch.set_grad_enabled(build_graph), torch.autocast(x.device.type, enabled=False):
+        maps = torch.stack(_ordered(module, smax, smean), dim=1)
+        maps = maps.view(batch, 2, height, width).requires_grad_(build_graph)
+        spatial = _spatial_gate(ext, module.spatial_attention, maps)  # (B, 1, H, W)
+    out = ext.apply_gates(x, channel.detach(), spatial.detach().view(batch, -1))
+    return out, (descriptors, channel, maps, spatial), (argmax_c, argmax_s)
+
+
+class _ChannelSpatialGate(torch.autograd.Function):
+    """out = F' * M_s(F') with F' = F * M_c(F); hand-written backward over the big tensor."""
+
+    @staticmethod
+    def forward(ctx, x, module, n_channel_params, *params):
+        ext = load_extension()
+        out, graph, argmaxes = _forward(ext, module, x, build_graph=True)
+        ctx.save_for_backward(x, *argmaxes)
+        ctx.graph, ctx.module = graph, module
+        ctx.channel_params = params[:n_channel_params]
+        ctx.spatial_params = params[n_channel_params:]
+        channel, spatial = graph[1].detach(), graph[3].detach()
+        ctx.mark_non_differentiable(channel, spatial)
+        return out, channel, spatial
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, _grad_channel, _grad_spatial):
+        ext = load_extension()
+        x, argmax_c, argmax_s = ctx.saved_tensors
+        descriptors, channel, maps, spatial = ctx.graph
+        batch, channels, height, width = x.shape
+        g = grad_out.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        channel_flat = channel.detach()
+        spatial_flat = spatial.detach().view(batch, -1)
+
+        grad_spatial, grad_channel_out = ext.backward_gates(g, x, channel_flat, spatial_flat)
+        spatial_grads = torch.autograd.grad(
+            spatial, (maps, *ctx.spatial_params), grad_spatial.view_as(spatial), allow_unused=True
+        )
+        first, second = spatial_grads[0].flatten(2).unbind(dim=1)
+        grad_smax, grad_smean = _ordered(ctx.module, first, second)
+        grad_smean = (grad_smean / channels).contiguous()
+        grad_smax = grad_smax.contiguous()
+
+        grad_channel = grad_channel_out + ext.backward_channel_through_maps(
+            x, grad_smean, grad_smax, argmax_s
+        )
+        channel_grads = torch.autograd.grad(
+            channel, (descriptors, *ctx.channel_params), grad_channel, allow_unused=True
+        )
+        grad_avg, grad_cmax = channel_grads[0].unbind(dim=1)
+        grad_x = ext.backward_input(
+            g, channel_flat, spatial_flat, grad_smean, grad_smax, argmax_s,
+            (grad_avg / (height * width)).contiguous(), grad_cmax.contiguous(), argmax_c,
+        )
+        del ctx.graph
+        return (grad_x, None, None, *channel_grads[1:], *spatial_grads[1:])
+
+
+def fused_channel_spatial(module, x: torch.Tensor):
+    """Run CBAM `module` on channels_last `x` (B, C, H, W) through the fused kernels.
+
+    Returns (out (B, C, H, W), channel weights (B, C, 1, 1), spatial weights (B, 1, H, W)).
+    """
+    channel_params = [p for p in module.channel_attention.parameters() if p.requires_grad]
+    spatial_params = [p for p in module.spatial_attention.parameters() if p.requires_grad]
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or bool(channel_params) or bool(spatial_params)
+    )
+    if needs_grad:
+        out, channel, spatial = _ChannelSpatialGate.apply(
+            x, module, len(channel_params), *channel_params, *spatial_params
+        )
+    else:
+        out, (_, channel, _, spatial), _ = _forward(load_extension(), module, x, build_graph=False)
+    return out, channel[:, :, None, None], spatial
