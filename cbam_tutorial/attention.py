@@ -19,6 +19,8 @@ function as timm's (checked in tests/test_attention_reference.py).
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -309,14 +311,16 @@ def build_attention(name: str | None, channels: int, **options) -> nn.Module | N
             raise ValueError(f"attention=None takes no attention options, got {sorted(options)}")
         return None
     options = dict(options)
-    if name == "se":
-        return SEBlock(channels, **options)
-    if name == "cam":
-        if "channel_pooling" in options:
-            options["pooling"] = options.pop("channel_pooling")
-        return ChannelAttention(channels, **options)
-    if name == "sam":
-        if "spatial_pooling" in options:
-            options["pooling"] = options.pop("spatial_pooling")
-        return SpatialAttention(channels=channels, **options)
-    return CBAM(channels, **options)
+    if name == "cam" and "channel_pooling" in options:
+        options["pooling"] = options.pop("channel_pooling")
+    if name == "sam" and "spatial_pooling" in options:
+        options["pooling"] = options.pop("spatial_pooling")
+    module_class = {"se": SEBlock, "cam": ChannelAttention, "sam": SpatialAttention, "cbam": CBAM}[name]
+    accepted = [p for p in inspect.signature(module_class).parameters if p != "channels"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"attention {name!r} takes no option {', '.join(map(repr, unknown))}; "
+            f"its options are {', '.join(accepted)}"
+        )
+    return module_class(channels=channels, **options)
