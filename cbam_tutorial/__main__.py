@@ -1,0 +1,99 @@
+"""Command line: python -m cbam_tutorial train ... (see --help)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .attention import ARRANGEMENTS, CHANNEL_POOLINGS, SPATIAL_POOLINGS
+from .data import DataError, load_cifar10
+from .models import MODEL_NAMES
+from .train import PRECISIONS, PROFILES
+
+
+def _attention_options(args) -> dict:
+    names = {"reduction": "reduction", "kernel_size": "kernel_size", "arrangement": "arrangement",
+             "channel_pooling": "channel_pooling", "spatial_pooling": "spatial_pooling"}
+    options = {key: getattr(args, attr) for key, attr in names.items() if getattr(args, attr) is not None}
+    if args.attention == "cam" and "channel_pooling" in options:
+        options["pooling"] = options.pop("channel_pooling")
+    if args.attention == "sam" and "spatial_pooling" in options:
+        options["pooling"] = options.pop("spatial_pooling")
+    return options
+
+
+def _train(args) -> int:
+    from .train import train
+
+    overrides = {}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    attention = None if args.attention == "none" else args.attention
+    data = load_cifar10(source=args.data_source)
+    result = train(args.model, attention, profile=args.profile, seed=args.seed, device=args.device,
+                   precision=args.precision, data=data, out_dir=args.out, progress=args.progress,
+                   test_curve=args.test_curve, attention_options=_attention_options(args), **overrides)
+    summary = {"test_accuracy": result["test"]["accuracy"], "val_accuracy": result["val"]["accuracy"] if result["val"] else None,
+               "train_seconds": round(result["train_seconds"], 1), "epochs": len(result["history"]),
+               "data": result["data"]["source"], "precision": result["config"]["precision"],
+               "metrics": str(Path(args.out) / "metrics.json")}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cbam_tutorial",
+                                     description="CBAM Tutorial: train CIFAR-10 models with attention.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train", help="train one model on CIFAR-10 and write metrics.json and checkpoint.pt",
+        description="Train one model on CIFAR-10. Writes OUT/metrics.json (settings, provenance: "
+                    "commit, date, versions, device, precision, profile, data copy, seed, wall time; "
+                    "per-epoch history; final validation and test accuracy) and OUT/checkpoint.pt "
+                    "(after every epoch). Running the same command again resumes an interrupted run.",
+    )
+    train.add_argument("--model", choices=MODEL_NAMES[:3], default=None,
+                       help="network; default: the profile's model (resnet20 for quick and cpu, resnet18 for full)")
+    train.add_argument("--attention", choices=("none", "se", "cbam", "cam", "sam"), default="none",
+                       help="attention module in every residual block (default none)")
+    train.add_argument("--profile", choices=tuple(PROFILES), default=None,
+                       help="cost of the run: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
+                       .replace("%", "%%") + ". Default: $CBAM_TUTORIAL_PROFILE, else full on a CUDA GPU and quick otherwise")
+    train.add_argument("--seed", type=int, default=0, help="fixes initial weights, batch order and augmentation (default 0)")
+    train.add_argument("--out", required=True, help="output folder (created); holds metrics.json and checkpoint.pt")
+    train.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
+    train.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU; the default), cpu, cuda or mps")
+    train.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="autocast precision; auto (the default): bf16 where supported (fp16 on older GPUs), else fp32")
+    train.add_argument("--reduction", type=int, default=None, help="channel MLP reduction ratio r (default 16)")
+    train.add_argument("--kernel-size", type=int, default=None, help="spatial gate kernel size, odd (default 7)")
+    train.add_argument("--arrangement", choices=ARRANGEMENTS, default=None, help="CBAM arrangement (default channel-spatial)")
+    train.add_argument("--channel-pooling", choices=CHANNEL_POOLINGS, default=None,
+                       help="pooling of the channel gate (default avg+max)")
+    train.add_argument("--spatial-pooling", choices=SPATIAL_POOLINGS, default=None,
+                       help="pooling of the spatial gate (default avg+max)")
+    train.add_argument("--data-source", choices=("auto", "original", "jpeg-offline"), default="auto",
+                       help="which CIFAR-10 copy: auto finds one (see data/README.md)")
+    train.add_argument("--test-curve", action="store_true",
+                       help="also measure test accuracy after every epoch (for an accuracy-against-time curve)")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar (default: on in a terminal or Colab)")
+    train.set_defaults(run=_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Where a result came from: code version, software, machine, time."""
+from __future__ import annotations
+
+import datetime
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from . import __version__
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> dict:
+    """{"commit": sha or "unknown", "dirty": bool or None} of the package's checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPOSITORY), *args], capture_output=True,
+                              text=True, timeout=10)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"commit": "unknown", "dirty": None}
+        status = git("status", "--porcelain", "--untracked-files=no")
+        return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def device_description(device: torch.device) -> str:
+    """A human-readable name of the device: the GPU's name, or the CPU model and threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {model}, {torch.get_num_threads()} threads"
+
+
+def provenance(device: torch.device) -> dict:
+    """Everything a results file records about how it was made (besides its settings)."""
+    import torchvision
+
+    return {
+        **git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cbam_tutorial": __version__,
+        "device": device_description(device),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,395 @@
+"""Training and evaluation: profiles, device and precision choice, checkpoints.
+
+    result = train("resnet20", attention="cbam", seed=0)            # profile chosen for you
+    result = train("resnet20", "cbam", profile="quick", out_dir="runs/cbam0")
+    result["history"]      # one dict per epoch: losses, accuracies, learning rate, times
+    result["test"]         # {"loss", "accuracy"} on the test set, measured once at the end
+
+The recipe: SGD with Nesterov momentum; a one-cycle learning rate (linear warm-up, then
+linear decay to zero), set every step; label smoothing; weight decay on convolution and
+linear weights only (not on BatchNorm or biases); optional EMA of the weights; flip
+test-time augmentation at evaluation; channels_last; bf16 (or fp16) autocast where the
+device supports it.
+
+Choices (epochs, learning rate, ...) are made on a fixed validation split of the training
+set; the test set is evaluated at the end, for reporting only (and, with test_curve=True,
+after every epoch to draw an accuracy-against-time curve, which no choice is made on).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .allocator import keep_freed_memory
+from .cost import count_flops, count_parameters
+from .data import Cifar10, Split, load_cifar10
+from .loader import TensorLoader
+from .models import build_model
+from .provenance import provenance
+
+PROFILE_ENV = "CBAM_TUTORIAL_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much a run costs; every chapter's epochs, subset sizes and seeds come from here."""
+
+    name: str
+    description: str
+    epochs: int
+    batch_size: int
+    lr: float  # peak of the one-cycle schedule
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    label_smoothing: float = 0.1
+    warmup_fraction: float = 0.15
+    train_subset: int | None = None  # images of the training split used; None for all
+    val_subset: int | None = None
+    train_on: str = "train"  # "train" (45,000, validation held out) or "train+val" (50,000)
+    ema_decay: float | None = None
+    seeds: tuple = (0, 1, 2)
+    model: str = "resnet20"  # default model for this profile
+
+
+PROFILES = {
+    "quick": Profile(
+        "quick", "a chapter's training cell on a 2-core CPU in about a minute: ResNet-20 on "
+        "an 8,000-image subset for 5 epochs (expect roughly 45-55% validation accuracy)",
+        epochs=5, batch_size=256, lr=0.2, train_subset=8_000, val_subset=2_000),
+    "cpu": Profile(
+        "cpu", "the full CIFAR-10 training set on a 2-core CPU in under 10 minutes of training: "
+        "ResNet-20 for 9 epochs on all 50,000 images (CBAM: about 85% test accuracy)",
+        epochs=9, batch_size=256, lr=0.2, train_on="train+val"),
+    "full": Profile(
+        "full", "the complete recipe for a GPU: CIFAR ResNet-18 for 40 epochs on the 45,000-image "
+        "training split, EMA of weights (expect about 95% test accuracy; a few minutes on a "
+        "current GPU, far too slow on a CPU)",
+        epochs=40, batch_size=512, lr=0.4, ema_decay=0.999, model="resnet18", seeds=(0, 1, 2, 3, 4)),
+}
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def choose_device(requested: str | torch.device | None = None) -> torch.device:
+    """CUDA, then Apple MPS, then CPU; or the requested one, if it exists here."""
+    if requested is None or str(requested) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {requested!r}; choose one of 'auto', 'cpu', 'cuda', 'mps'") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available here; use 'auto' or 'cpu'")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was requested but Apple MPS is not available here; use 'auto' or 'cpu'")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {requested!r}; choose one of 'auto', 'cpu', 'cuda', 'mps'")
+    return device
+
+
+def choose_profile(requested: str | None = None, device: torch.device | None = None) -> Profile:
+    """The requested profile, else $CBAM_TUTORIAL_PROFILE, else "full" on CUDA and "quick" otherwise."""
+    name = requested or os.environ.get(PROFILE_ENV) or (
+        "full" if device is not None and device.type == "cuda" else "quick")
+    if name not in PROFILES:
+        source = "" if requested else f" (from ${PROFILE_ENV})"
+        raise ValueError(f"unknown profile {name!r}{source}; choose one of {', '.join(map(repr, PROFILES))}")
+    return PROFILES[name]
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_precision(device: torch.device, requested: str = "auto") -> str:
+    """bf16 where the device computes it fast, fp16 on older GPUs, fp32 otherwise."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(map(repr, PRECISIONS))}")
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_supports_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def _autocast(device: torch.device, precision: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on convolution and linear weights, none on BatchNorm parameters and biases."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim > 1 else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def one_cycle_lr(step: int, total_steps: int, peak: float, warmup_fraction: float) -> float:
+    """Linear warm-up from 0 to `peak`, then linear decay to 0 at `total_steps`."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: TensorLoader, precision: str = "fp32", flip_tta: bool = True) -> dict:
+    """Mean cross-entropy and accuracy over `loader`; with flip_tta, logits of the image and
+    its mirror image are averaged."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for images, labels in loader.epoch(0):
+        with _autocast(loader.device, precision):
+            logits = model(images)
+            if flip_tta:
+                logits = (logits + model(images.flip(3))) / 2
+        logits = logits.float()
+        total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+        count += len(labels)
+    model.train(was_training)
+    return {"loss": total_loss / count, "accuracy": correct / count}
+
+
+def _subset(split: Split, size: int | None, seed: int) -> Split:
+    if size is None or size >= len(split):
+        return split
+    import numpy as np
+
+    index = np.sort(np.random.default_rng(seed).permutation(len(split))[:size])
+    return Split(split.images[index], split.labels[index])
+
+
+def _progress_enabled(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    if os.environ.get("CBAM_TUTORIAL_PROGRESS") is not None:
+        return os.environ["CBAM_TUTORIAL_PROGRESS"] not in ("0", "")
+    return sys.stderr.isatty() or "google.colab" in sys.modules
+
+
+def _save_atomically(payload: dict, path: Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def _load_checkpoint(path: Path, config: dict) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise RuntimeError(f"the checkpoint {path} cannot be read ({error}); delete it to start "
+                           f"this run afresh") from error
+    if checkpoint.get("config") != config:
+        changed = sorted(k for k in set(config) | set(checkpoint.get("config", {}))
+                         if config.get(k) != checkpoint.get("config", {}).get(k))
+        raise ValueError(f"{path} was written by a run with other settings ({', '.join(changed)}); "
+                         f"use another output folder or delete the checkpoint")
+    return checkpoint
+
+
+def train(model_name: str | None = None, attention: str | None = None, *, profile: str | None = None,
+          seed: int = 0, device: str | None = None, precision: str = "auto", data: Cifar10 | None = None,
+          out_dir: str | Path | None = None, progress: bool | None = None, test_curve: bool = False,
+          attention_options: dict | None = None, **overrides) -> dict:
+    """Train `model_name` with `attention` on CIFAR-10 and return plain data.
+
+    Args:
+        model_name: "resnet20", "resnet56" or "resnet18" (default: the profile's model).
+        attention: None, "se", "cbam", "cam" or "sam"; attention_options go to its modules.
+        profile: "quick", "cpu" or "full" (default: see choose_profile); `overrides` replace
+            single fields of it, e.g. epochs=3.
+        seed: fixes initial weights, batch order and augmentation.
+        device, precision: "auto" by default (see choose_device, choose_precision).
+        data: a loaded Cifar10 (default: load_cifar10()).
+        out_dir: where to keep checkpoint.pt (written after every epoch) and metrics.json;
+            a run started again with the same out_dir and settings resumes from its last
+            completed epoch.
+        test_curve: also measure test accuracy after every epoch (for a curve only).
+
+    Returns a dict with "config", "provenance", "history" (one dict per epoch), "val" and
+    "test" (final evaluations), "parameters", "flops", "data" (which copy) and "model".
+    """
+    device = choose_device(device)
+    chosen = choose_profile(profile, device)
+    if overrides:
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Profile)})
+        if unknown:
+            raise ValueError(f"unknown profile field(s) {unknown}; valid: "
+                             f"{', '.join(f.name for f in dataclasses.fields(Profile))}")
+        chosen = dataclasses.replace(chosen, **overrides)
+    if chosen.train_on not in ("train", "train+val"):
+        raise ValueError(f"train_on must be 'train' or 'train+val', got {chosen.train_on!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    precision = choose_precision(device, precision)
+    model_name = model_name or chosen.model
+    attention_options = dict(attention_options or {})
+    if device.type == "cpu":
+        keep_freed_memory()
+
+    data = data if data is not None else load_cifar10()
+    train_split, val_split = data.split()
+    holdout = chosen.train_on == "train"
+    if not holdout:
+        train_split = data.train_all()
+    train_split = _subset(train_split, chosen.train_subset, seed=1)
+    val_split = _subset(val_split, chosen.val_subset, seed=2)
+    train_loader = TensorLoader(train_split.images, train_split.labels, chosen.batch_size, True, device, seed)
+    val_loader = TensorLoader(val_split.images, val_split.labels, 500, False, device)
+    test_loader = TensorLoader(data.test_images, data.test_labels, 500, False, device)
+
+    torch.manual_seed(seed)
+    model = build_model(model_name, attention, **attention_options)
+    parameters, flops = count_parameters(model), count_flops(model)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(parameter_groups(model, chosen.weight_decay), lr=chosen.lr,
+                                momentum=chosen.momentum, nesterov=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    ema = None
+    if chosen.ema_decay is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(chosen.ema_decay), use_buffers=True)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=chosen.label_smoothing)
+
+    config = {"model": model_name, "attention": attention, "attention_options": attention_options,
+              "profile": dataclasses.asdict(chosen), "seed": seed, "precision": precision,
+              "device_type": device.type, "data_source": data.copy.get("source")}
+    config["profile"]["seeds"] = list(chosen.seeds)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    checkpoint_path = out_dir / "checkpoint.pt" if out_dir else None
+    history, start_epoch = [], 0
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = _load_checkpoint(checkpoint_path, config)
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scaler.load_state_dict(checkpoint["scaler"])
+            if ema is not None:
+                ema.load_state_dict(checkpoint["ema"])
+            history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
+
+    total_steps = chosen.epochs * len(train_loader)
+    bar = None
+    if _progress_enabled(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=chosen.epochs, initial=start_epoch, desc=f"{model_name}+{attention or 'none'}",
+                   unit="epoch")
+    trained_seconds = history[-1]["train_seconds"] if history else 0.0
+    model.train()
+    try:
+        for epoch in range(start_epoch, chosen.epochs):
+            started = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.int64)
+            seen = 0
+            for index, (images, labels) in enumerate(train_loader.epoch(epoch)):
+                step = epoch * len(train_loader) + index
+                for group in optimizer.param_groups:
+                    group["lr"] = one_cycle_lr(step, total_steps, chosen.lr, chosen.warmup_fraction)
+                with _autocast(device, precision):
+                    logits = model(images)
+                    loss = loss_fn(logits.float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                if ema is not None:
+                    ema.update_parameters(model)
+                loss_sum += loss.detach() * len(labels)
+                correct += (logits.argmax(1) == labels).sum()
+                seen += len(labels)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            epoch_seconds = time.perf_counter() - started
+            trained_seconds += epoch_seconds
+            evaluated = ema.module if ema is not None else model
+            # training on "train+val" leaves no held-out validation images
+            val = evaluate(evaluated, val_loader, precision) if holdout else {"loss": None, "accuracy": None}
+            record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                      "train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen,
+                      "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                      "epoch_seconds": epoch_seconds, "train_seconds": trained_seconds}
+            if test_curve:
+                record["test_accuracy"] = evaluate(evaluated, test_loader, precision)["accuracy"]
+            history.append(record)
+            if checkpoint_path is not None:
+                _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema else None,
+                                  "epoch": epoch, "history": history, "config": config}, checkpoint_path)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=val["accuracy"])
+    except KeyboardInterrupt:
+        done = len(history)
+        where = f"; run it again with the same output folder to resume from epoch {done + 1}" if out_dir else ""
+        print(f"\nInterrupted after {done} complete epoch(s){where}.", file=sys.stderr)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    evaluated = ema.module if ema is not None else model
+    result = {
+        "config": config,
+        "provenance": {**provenance(device), "threads": torch.get_num_threads()},
+        "data": dict(data.copy),
+        "parameters": parameters,
+        "flops": flops,
+        "history": history,
+        "val": evaluate(evaluated, val_loader, precision) if holdout else None,
+        "test": evaluate(evaluated, test_loader, precision),
+        "train_seconds": trained_seconds,
+        "model": evaluated,
+    }
+    if out_dir is not None:
+        write_metrics(result, out_dir / "metrics.json")
+    return result
+
+
+def write_metrics(result: dict, path: Path) -> None:
+    """The result without the model object, as JSON, written atomically."""
+    plain = {key: value for key, value in result.items() if key != "model"}
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(plain, indent=2))
+    os.replace(temporary, path)
+
+
+def load_model(out_dir: str | Path, device: str | None = None) -> nn.Module:
+    """Rebuild the model of a finished or interrupted run from its checkpoint (weights_only)."""
+    path = Path(out_dir) / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint.pt in {out_dir}; train with out_dir={str(out_dir)!r} first")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    config = checkpoint["config"]
+    model = build_model(config["model"], config["attention"], **config["attention_options"])
+    state = checkpoint["ema"] if checkpoint.get("ema") else None
+    if state is not None:
+        state = {k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")}
+    model.load_state_dict(state or checkpoint["model"])
+    return model.to(choose_device(device)).eval()

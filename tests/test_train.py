@@ -1,0 +1,159 @@
+"""Training on real CIFAR-10 learns; resuming reproduces an uninterrupted run; bad settings fail clearly."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import cbam_tutorial.train as engine
+from cbam_tutorial.data import load_cifar10
+from cbam_tutorial.train import (PROFILES, choose_device, choose_precision, choose_profile, load_model,
+                                 one_cycle_lr, parameter_groups, train)
+from cbam_tutorial.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(profile="quick", train_subset=1024, val_subset=500, batch_size=128, epochs=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cifar10():
+    return load_cifar10()
+
+
+def test_quick_training_learns_on_real_data(cifar10):
+    started = time.perf_counter()
+    result = train("resnet20", "cbam", profile="quick", epochs=3, train_subset=5000, data=cifar10,
+                   progress=False)
+    assert time.perf_counter() - started < 60
+    history = result["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert result["val"]["accuracy"] > 0.3  # chance is 0.1
+    assert result["test"]["accuracy"] > 0.3
+    assert result["data"]["source"] in ("original", "jpeg-offline")
+    assert history[-1]["lr"] < history[0]["lr"]
+
+
+def test_resuming_after_an_interruption_gives_the_same_numbers(cifar10, tmp_path, monkeypatch):
+    straight = train("resnet20", "cbam", data=cifar10, out_dir=tmp_path / "straight", **TINY)
+
+    real_evaluate = engine.evaluate
+    calls = {"n": 0}
+
+    def interrupt_during_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the validation after epoch 2, before its checkpoint
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", interrupt_during_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train("resnet20", "cbam", data=cifar10, out_dir=tmp_path / "resumed", **TINY)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 0 and len(saved["history"]) == 1  # lost at most the running epoch
+    monkeypatch.setattr(engine, "evaluate", real_evaluate)
+    resumed = train("resnet20", "cbam", data=cifar10, out_dir=tmp_path / "resumed", **TINY)
+
+    for a, b in zip(straight["history"], resumed["history"]):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), key
+    assert straight["test"] == pytest.approx(resumed["test"])
+    for (name, p), q in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2
+    reloaded = load_model(tmp_path / "resumed")
+    assert isinstance(reloaded, torch.nn.Module)
+
+
+def test_a_killed_process_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cbam_tutorial", "train", "--model", "resnet20", "--attention", "se",
+               "--profile", "quick", "--epochs", "4", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    checkpoint = out / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), process.communicate()[0].decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = torch.load(checkpoint, weights_only=True)["epoch"] + 1
+    assert 1 <= done < 4
+    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
+    provenance = metrics["provenance"]
+    for key in ("commit", "date", "torch", "torchvision", "device", "python"):
+        assert provenance[key]
+    assert metrics["config"]["seed"] == 0 and metrics["config"]["profile"]["name"] == "quick"
+    assert metrics["config"]["precision"] in ("bf16", "fp32")
+    assert metrics["data"]["source"] in ("original", "jpeg-offline")
+    assert metrics["train_seconds"] > 0
+
+
+def test_checkpoint_of_other_settings_is_not_silently_reused(cifar10, tmp_path):
+    train("resnet20", None, data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1})
+    with pytest.raises(ValueError, match="written by a run with other settings \\(attention\\)"):
+        train("resnet20", "cbam", data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1})
+
+
+def test_recipe_pieces():
+    model = build_model("resnet20", "cbam")
+    decay, no_decay = parameter_groups(model, 5e-4)
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert no_decay["weight_decay"] == 0
+    lrs = [one_cycle_lr(s, 100, 0.4, 0.2) for s in range(100)]
+    assert max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 19
+    assert lrs[0] < lrs[10] < lrs[19] and lrs[50] > lrs[99] >= 0
+
+
+def test_profile_choice(monkeypatch):
+    monkeypatch.delenv(engine.PROFILE_ENV, raising=False)
+    assert choose_profile(None, torch.device("cpu")).name == "quick"
+    assert choose_profile(None, torch.device("cuda")).name == "full"
+    monkeypatch.setenv(engine.PROFILE_ENV, "cpu")
+    assert choose_profile(None, torch.device("cpu")).name == "cpu"
+    assert choose_profile("quick", torch.device("cpu")).name == "quick"
+    monkeypatch.setenv(engine.PROFILE_ENV, "huge")
+    with pytest.raises(ValueError, match=r"unknown profile 'huge' \(from \$CBAM_TUTORIAL_PROFILE\); choose one of"):
+        choose_profile(None, torch.device("cpu"))
+    assert set(PROFILES) == {"quick", "cpu", "full"}
+
+
+def test_bad_settings(cifar10):
+    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'cpu', 'full'"):
+        train("resnet20", profile="slow", data=cifar10)
+    with pytest.raises(ValueError, match="unknown model 'vgg16'"):
+        train("vgg16", profile="quick", data=cifar10, epochs=1)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        choose_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available here"):
+            choose_device("cuda")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        choose_precision(torch.device("cpu"), "fp8")
+    with pytest.raises(ValueError, match="unknown profile field"):
+        train("resnet20", profile="quick", data=cifar10, epoch=3)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        train("resnet20", profile="quick", data=cifar10, seed=-1)
+
+
+def test_command_line_help_explains_every_option():
+    result = subprocess.run([sys.executable, "-m", "cbam_tutorial", "train", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0
+    for option in ("--model", "--attention", "--profile", "--seed", "--out", "--epochs", "--device",
+                   "--precision", "--reduction", "--kernel-size", "--arrangement", "--channel-pooling",
+                   "--spatial-pooling", "--data-source", "--test-curve", "--progress"):
+        assert option in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "cbam_tutorial", "train", "--out", "x", "--device", "tpu"],
+                         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 2 and "unknown device 'tpu'" in bad.stderr
