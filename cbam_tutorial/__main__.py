@@ -42,6 +42,27 @@ def _train(args) -> int:
     return 0
 
 
+def _ablate(args) -> int:
+    from .ablation import run_grid, summarize
+
+    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    records = run_grid(args.grid, args.seeds, args.profile, args.out, workers=args.workers, **overrides)
+    metric = "val" if all(r.get("val") for r in records) else "test"
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(f"\n{metric} accuracy over seeds ({args.out}):")
+        table = summarize(records, metric=metric)
+        print(table.round(2).to_string())
+    if args.figure:
+        from .viz import plot_ablation
+
+        plot_ablation(table, title=f"{args.grid} grid, {args.profile} profile, {metric} accuracy") \
+            .savefig(args.figure)
+        print(f"figure: {args.figure}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cbam_tutorial",
                                      description="CBAM Tutorial: train CIFAR-10 models with attention.")
@@ -81,6 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar (default: on in a terminal or Colab)")
     train.set_defaults(run=_train)
+
+    from .ablation import GRIDS
+
+    ablate = commands.add_parser(
+        "ablate", help="run one of the paper's ablation grids over several seeds (resumable)",
+        description="Run every (configuration, seed) of a grid that OUT does not hold yet, appending "
+                    "one record per run (settings, provenance, history, accuracies) to the JSON-lines "
+                    "file OUT; then print the summary: mean, standard deviation and 95% interval per "
+                    "configuration and the difference to the baseline. Grids: pooling (the paper's "
+                    "Table 1), spatial (Table 2), arrangement (Table 3), all (their union).")
+    ablate.add_argument("--grid", choices=tuple(GRIDS), required=True, help="which grid")
+    ablate.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every configuration (default 3)")
+    ablate.add_argument("--profile", choices=tuple(PROFILES), required=True, help="cost of every run (see train --help)")
+    ablate.add_argument("--out", required=True, help="results file (JSON lines), created or extended")
+    ablate.add_argument("--workers", type=int, default=1,
+                        help="worker processes sharing the CPU threads (default 1)")
+    ablate.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
+    ablate.add_argument("--figure", default=None, help="also save the summary figure to this path (.png)")
+    ablate.set_defaults(run=_ablate)
     return parser
 
 

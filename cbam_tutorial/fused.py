@@ -44,7 +44,7 @@ def load_extension():
             verbose=False,
         )
     except Exception as error:  # no compiler, no ninja, unsupported platform
-        warnings.warn(f"fused CBAM kernels unavailable, using the plain path: {error}")
+        warnings.warn(f"fused CBAM kernels unavailable, using the plain path: {error}", stacklevel=2)
         return None
 
 
@@ -84,7 +84,7 @@ class _GateConvolution(torch.autograd.Function):
         return grad_maps, grad_weight
 
 
-def _spatial_gate(ext, spatial_attention, maps: torch.Tensor) -> torch.Tensor:
+def _spatial_gate(spatial_attention, maps: torch.Tensor) -> torch.Tensor:
     """SpatialAttention.gate with the direct convolution: (B, 2, H, W) -> (B, 1, H, W)."""
     conv = spatial_attention.conv
     out = _GateConvolution.apply(maps, conv.weight)
@@ -107,7 +107,7 @@ def _forward(ext, module, x: torch.Tensor, build_graph: bool):
     with torch.set_grad_enabled(build_graph), torch.autocast(x.device.type, enabled=False):
         maps = torch.stack(_ordered(module, smax, smean), dim=1)
         maps = maps.view(batch, 2, height, width).requires_grad_(build_graph)
-        spatial = _spatial_gate(ext, module.spatial_attention, maps)  # (B, 1, H, W)
+        spatial = _spatial_gate(module.spatial_attention, maps)  # (B, 1, H, W)
     out = ext.apply_gates(x, channel.detach(), spatial.detach().view(batch, -1))
     return out, (descriptors, channel, maps, spatial), (argmax_c, argmax_s)
 

@@ -26,4 +26,4 @@ def test_book_builds_with_warnings_as_errors(tmp_path):
         assert page in pages, f"{page} missing from the built site"
         text = (html / page).read_text()
         # the Colab button names the page's own notebook
-        assert f"colab.research.google.com/github/" in text and f"/chapters/{chapter.name}" in text
+        assert "colab.research.google.com/github/" in text and f"/chapters/{chapter.name}" in text

@@ -125,11 +125,11 @@ def test_profile_choice(monkeypatch):
     monkeypatch.setenv(engine.PROFILE_ENV, "huge")
     with pytest.raises(ValueError, match=r"unknown profile 'huge' \(from \$CBAM_TUTORIAL_PROFILE\); choose one of"):
         choose_profile(None, torch.device("cpu"))
-    assert set(PROFILES) == {"quick", "cpu", "full"}
+    assert set(PROFILES) == {"quick", "cpu", "ablation", "full"}
 
 
 def test_bad_settings(cifar10):
-    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'cpu', 'full'"):
+    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'cpu', 'ablation', 'full'"):
         train("resnet20", profile="slow", data=cifar10)
     with pytest.raises(ValueError, match="unknown model 'vgg16'"):
         train("vgg16", profile="quick", data=cifar10, epochs=1)

@@ -1,0 +1,139 @@
+"""Ablation grids: expansion, resumable atomic results, summary statistics by hand, bad input."""
+import json
+import math
+import os
+import statistics
+import time
+
+import pytest
+
+from cbam_tutorial import ablation
+from cbam_tutorial.ablation import (GRIDS, append_record, expand_grid, mean_interval, read_records,
+                                    run_grid, summarize)
+from cbam_tutorial.models import build_model
+
+
+def fake_trainer(config, seed, profile, threads, overrides):
+    """A stand-in for training: a record whose accuracy is a known function of the run."""
+    accuracy = 0.5 + 0.01 * len(config.name) / 10 + 0.001 * seed
+    return {"key": ablation.run_key(config.name, seed, profile), "config": {"name": config.name},
+            "seed": seed, "profile": profile, "val": {"accuracy": accuracy}, "test": {"accuracy": accuracy}}
+
+
+def slow_fake_trainer(config, seed, profile, threads, overrides):
+    time.sleep(0.5)
+    return fake_trainer(config, seed, profile, threads, overrides)
+
+
+def test_grids_name_every_configuration_of_the_papers_tables_once():
+    names = {grid: [c.name for c in configs] for grid, configs in GRIDS.items()}
+    assert names["pooling"] == ["baseline", "cam avg", "cam max", "cam avg+max"]
+    assert names["spatial"] == ["baseline", "cbam avg+max k=3", "cbam avg+max k=7", "cbam conv1x1 k=3",
+                                "cbam conv1x1 k=7"]
+    assert names["arrangement"] == ["baseline", "se", "cbam avg+max k=7", "cbam spatial-channel",
+                                    "cbam parallel"]
+    assert sorted(names["all"]) == sorted(set(names["pooling"] + names["spatial"] + names["arrangement"]))
+    for grid, configs in GRIDS.items():
+        assert len({c.name for c in configs}) == len(configs), grid
+    runs = expand_grid("all", 3)
+    assert len(runs) == 11 * 3 and len(set((c.name, s) for c, s in runs)) == len(runs)
+    assert expand_grid("pooling", [4, 7])[:2] == [(GRIDS["pooling"][0], 4), (GRIDS["pooling"][0], 7)]
+
+
+def test_every_configuration_builds_the_model_it_names():
+    for config in GRIDS["all"]:
+        model = build_model("resnet20", config.attention, **config.options)
+        assert model(__import__("torch").randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_resume_after_a_killed_run_repeats_nothing_and_loses_nothing(tmp_path):
+    out = tmp_path / "pooling.jsonl"
+    calls = []
+
+    def dies_on_third_run(config, seed, profile, threads, overrides):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process is stopped in the middle of the third run
+        calls.append((config.name, seed))
+        return fake_trainer(config, seed, profile, threads, overrides)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid("pooling", 2, "quick", out, trainer=dies_on_third_run, log=lambda *_: None)
+    assert [r["key"] for r in read_records(out)] == ["quick/baseline/seed=0", "quick/baseline/seed=1"]
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+    resumed = []
+
+    def records_calls(config, seed, profile, threads, overrides):
+        resumed.append((config.name, seed))
+        return fake_trainer(config, seed, profile, threads, overrides)
+
+    records = run_grid("pooling", 2, "quick", out, trainer=records_calls, log=lambda *_: None)
+    assert ("baseline", 0) not in resumed and ("baseline", 1) not in resumed
+    assert len(resumed) == 6
+    keys = [r["key"] for r in records]
+    assert len(keys) == 8 and len(set(keys)) == 8
+    # every line of the file is a whole JSON record
+    assert all(json.loads(line) for line in out.read_text().splitlines())
+
+
+def test_a_crash_while_writing_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    out = tmp_path / "r.jsonl"
+    append_record(out, {"key": "a"})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        append_record(out, {"key": "b"})
+    monkeypatch.undo()
+    assert read_records(out) == [{"key": "a"}]
+
+
+def test_a_foreign_file_is_not_mistaken_for_results(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"key": "a"}\n{"key": ')
+    with pytest.raises(ValueError, match="line 2, is not a complete JSON record"):
+        read_records(out)
+
+
+def test_two_workers_share_the_grid(tmp_path):
+    out = tmp_path / "arrangement.jsonl"
+    started = time.perf_counter()
+    records = run_grid("arrangement", 2, "quick", out, workers=2, trainer=slow_fake_trainer, log=lambda *_: None)
+    assert len(records) == 10 and len({r["key"] for r in records}) == 10
+    assert time.perf_counter() - started < 10 * 0.5 + 8  # overlapping, not one after another
+
+
+def test_summary_statistics_by_hand():
+    scores = {"baseline": [0.90, 0.92, 0.91], "cam avg": [0.91, 0.94, 0.93]}
+    records = [{"key": f"{name}/{seed}", "config": {"name": name}, "seed": seed,
+                "val": {"accuracy": value}, "test": {"accuracy": value}}
+               for name, values in scores.items() for seed, value in enumerate(values)]
+    table = summarize(records)
+    # baseline: mean 91, sd 1, t(2) = 4.303, half-width 4.303 / sqrt(3)
+    assert table.loc["baseline", "accuracy %"] == pytest.approx(91.0)
+    assert table.loc["baseline", "sd"] == pytest.approx(1.0)
+    assert table.loc["baseline", "95% CI high"] == pytest.approx(91.0 + 4.303 / math.sqrt(3))
+    # cam avg - baseline, paired by seed: differences 1, 2, 2 -> mean 5/3, sd 0.57735
+    differences = [1.0, 2.0, 2.0]
+    half = 4.303 * statistics.stdev(differences) / math.sqrt(3)
+    assert table.loc["cam avg", "vs baseline"] == pytest.approx(5 / 3)
+    assert table.loc["cam avg", "vs baseline CI low"] == pytest.approx(5 / 3 - half)
+    assert table.loc["cam avg", "paper top-1 error % (ImageNet, ResNet-50)"] == 23.14
+    assert math.isnan(mean_interval([0.5])[2])
+
+
+def test_bad_grid_seeds_and_settings(tmp_path):
+    with pytest.raises(ValueError, match="unknown grid 'kernels'; choose one of 'pooling', 'spatial', "
+                                         "'arrangement', 'all'"):
+        expand_grid("kernels", 3)
+    for seeds in (0, -2, [], [1, 1], [-1], True, [0.5]):
+        with pytest.raises(ValueError, match="seeds must be"):
+            expand_grid("pooling", seeds)
+    with pytest.raises(ValueError, match="unknown profile 'slow'"):
+        run_grid("pooling", 1, "slow", tmp_path / "x.jsonl")
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        run_grid("pooling", 1, "quick", tmp_path / "x.jsonl", workers=0)
+    with pytest.raises(ValueError, match="no val accuracy"):
+        summarize([{"key": "k", "config": {"name": "baseline"}, "seed": 0, "val": None}])
