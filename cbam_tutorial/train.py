@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -177,8 +178,6 @@ def evaluate(model: nn.Module, loader: TensorLoader, precision: str = "fp32", fl
 def _subset(split: Split, size: int | None, seed: int) -> Split:
     if size is None or size >= len(split):
         return split
-    import numpy as np
-
     index = np.sort(np.random.default_rng(seed).permutation(len(split))[:size])
     return Split(split.images[index], split.labels[index])
 
