@@ -27,6 +27,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import paper
+
 
 @dataclass(frozen=True)
 class Config:
@@ -64,9 +66,15 @@ GRIDS["all"] = tuple({c.name: c for grid in list(GRIDS.values()) for c in grid}.
 
 # The paper's row for each configuration (ImageNet-1K ResNet-50 top-1 error, %), for display.
 PAPER_TOP1_ERROR = {
-    "baseline": 24.56, "cam avg": 23.14, "cam max": 23.20, "cam avg+max": 22.80, "se": 23.14,
-    "cbam conv1x1 k=3": 22.96, "cbam conv1x1 k=7": 22.90, "cbam avg+max k=3": 22.68,
-    "cbam avg+max k=7": 22.66, "cbam spatial-channel": 22.78, "cbam parallel": 22.95,
+    "baseline": paper.CHANNEL_POOLING["baseline"]["top1"],
+    "cam avg": paper.CHANNEL_POOLING["avg (SE)"]["top1"],
+    "cam max": paper.CHANNEL_POOLING["max"]["top1"],
+    "cam avg+max": paper.CHANNEL_POOLING["avg+max"]["top1"],
+    "se": paper.ARRANGEMENT["SE"]["top1"],
+    **{f"cbam {pooling} k={k}": paper.SPATIAL[f"{pooling}, k={k}"]["top1"]
+       for pooling in ("avg+max", "conv1x1") for k in (3, 7)},
+    "cbam spatial-channel": paper.ARRANGEMENT["spatial-channel"]["top1"],
+    "cbam parallel": paper.ARRANGEMENT["parallel"]["top1"],
 }
 
 

@@ -43,6 +43,7 @@ def test_grids_name_every_configuration_of_the_papers_tables_once():
     assert sorted(names["all"]) == sorted(set(names["pooling"] + names["spatial"] + names["arrangement"]))
     for grid, configs in GRIDS.items():
         assert len({c.name for c in configs}) == len(configs), grid
+    assert set(ablation.PAPER_TOP1_ERROR) == {c.name for c in GRIDS["all"]}  # each has the paper's row
     runs = expand_grid("all", 3)
     assert len(runs) == 11 * 3 and len(set((c.name, s) for c, s in runs)) == len(runs)
     assert expand_grid("pooling", [4, 7])[:2] == [(GRIDS["pooling"][0], 4), (GRIDS["pooling"][0], 7)]
