@@ -20,27 +20,36 @@ import torch
 from .data import MEAN, STD
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Pad by `padding` zero pixels and cut a random H x W window per image.
+def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator,
+                     flip: bool = True) -> torch.Tensor:
+    """Random crop of the zero-padded image and, with probability 1/2, a left-right mirror.
 
-    images: (B, C, H, W) -> (B, C, H, W); the same crops as torchvision's
-    RandomCrop(H, padding) with fill 0, drawn for the whole batch at once.
+    images: (B, H, W, C) uint8 -> (B, H, W, C). Each image gets its own window, drawn for
+    the whole batch at once (the crops of torchvision's RandomCrop(H, padding) with fill 0,
+    and its RandomHorizontalFlip). Both are one gather from the padded batch, with each
+    pixel's 4 bytes (C = 4; RGB plus one padding byte) moved as a single int32.
     """
-    batch, _, height, width = images.shape
-    padded = torch.nn.functional.pad(images, (padding,) * 4)
-    shifts = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator,
-                           device=generator.device).to(images.device)
-    rows = shifts[0, :, None] + torch.arange(height, device=images.device)  # (B, H)
-    cols = shifts[1, :, None] + torch.arange(width, device=images.device)   # (B, W)
-    batch_index = torch.arange(batch, device=images.device)[:, None, None]
-    # advanced indexing puts the indexed dims first: (B, H, W, C) -> back to (B, C, H, W)
-    return padded.permute(0, 2, 3, 1)[batch_index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2: (B, C, H, W) -> (B, C, H, W)."""
-    flip = torch.rand(images.shape[0], generator=generator, device=generator.device) < 0.5
-    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(3), images)
+    batch, height, width, channels = images.shape
+    if channels != 4 or images.dtype != torch.uint8:
+        packed = torch.nn.functional.pad(images, (0, 4 - channels)) if channels < 4 else None
+        if packed is None or images.dtype != torch.uint8:
+            raise ValueError(f"random_crop_flip takes (B, H, W, C <= 4) uint8 images, got "
+                             f"{tuple(images.shape)} {images.dtype}")
+        return random_crop_flip(packed, padding, generator, flip)[..., :channels]
+    device = images.device
+    pixels = images.contiguous().view(torch.int32).view(batch, height, width)  # one int32 per pixel
+    padded = torch.nn.functional.pad(pixels, (padding, padding, padding, padding))
+    padded_width = width + 2 * padding
+    shifts = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator).to(device)
+    rows = shifts[0, :, None] + torch.arange(height, device=device)  # (B, H)
+    columns = torch.arange(width, device=device).expand(batch, width)  # (B, W)
+    if flip:
+        mirrored = (torch.rand(batch, generator=generator) < 0.5).to(device)
+        columns = torch.where(mirrored[:, None], columns.flip(1), columns)
+    columns = shifts[1, :, None] + columns
+    flat = (rows[:, :, None] * padded_width + columns[:, None, :]).view(batch, -1)  # (B, H * W)
+    cropped = torch.gather(padded.view(batch, -1), 1, flat)
+    return cropped.view(batch, height, width).view(torch.uint8).view(batch, height, width, 4)
 
 
 class TensorLoader:
@@ -63,14 +72,18 @@ class TensorLoader:
         if images.dim() != 4 or images.shape[-1] != 3 or images.dtype != torch.uint8:
             raise ValueError(f"images must be (N, H, W, 3) uint8, got {tuple(images.shape)} {images.dtype}")
         self.device = torch.device(device)
-        self.images = images.permute(0, 3, 1, 2).contiguous().to(self.device)  # (N, 3, H, W) uint8
+        # kept as (N, H, W, 4): RGB plus a zero byte, so that a pixel moves as one int32
+        # (random_crop_flip); a batch of it, permuted, is already channels_last
+        self.images = torch.nn.functional.pad(images, (0, 1)).contiguous().to(self.device)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         self.batch_size, self.train, self.seed, self.padding = batch_size, train, seed, padding
         self.channels_last = channels_last
-        self.mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1) * 255
+        # (x - 255 mean) / (255 std) as x * scale + shift
+        mean, std = torch.tensor(MEAN), torch.tensor(STD)
+        self.scale = (1 / (std * 255)).to(self.device)
+        self.shift = (-mean / std).to(self.device)
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -78,9 +91,10 @@ class TensorLoader:
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> float32 (B, 3, H, W), standardised per channel."""
-        out = (images.float() - self.mean) / self.std
-        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+        """uint8 (B, H, W, 3 or 4) -> float32 (B, 3, H, W), standardised per channel."""
+        rgb = images[..., :3].contiguous()  # drop the padding byte while still 1 byte a value
+        out = torch.addcmul(self.shift, rgb.float(), self.scale).permute(0, 3, 1, 2)  # channels_last
+        return out if self.channels_last else out.contiguous()
 
     def epoch(self, epoch: int = 0):
         """Yield (images (B, 3, H, W) float32, labels (B,) int64) for one pass."""
@@ -91,9 +105,12 @@ class TensorLoader:
         for index in range(len(self)):
             start = index * self.batch_size
             picked = order[start:start + self.batch_size] if self.train else slice(start, start + self.batch_size)
-            images, labels = self.images[picked], self.labels[picked]
+            if self.train:  # index_select copies whole rows, far faster than advanced indexing
+                images, labels = self.images.index_select(0, picked), self.labels.index_select(0, picked)
+            else:
+                images, labels = self.images[picked], self.labels[picked]
             if self.train:
-                images = random_flip(random_crop(images, self.padding, generator), generator)
+                images = random_crop_flip(images, self.padding, generator)
             yield self.normalise(images), labels
 
     __iter__ = epoch

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cbam_tutorial.data import MEAN, STD
-from cbam_tutorial.loader import TensorLoader, random_crop, random_flip
+from cbam_tutorial.loader import TensorLoader, random_crop_flip
 
 
 def numbered_images(n=64):
@@ -30,19 +30,21 @@ def test_evaluation_keeps_every_image_in_order_unchanged():
     images = numbered_images(70)
     loader = TensorLoader(images, np.arange(70) % 10, batch_size=32, train=False)
     xs = torch.cat([x for x, _ in loader.epoch(0)])
-    expected = loader.normalise(torch.as_tensor(images).permute(0, 3, 1, 2))
+    # by hand: (pixel - 255 mean) / (255 std), channel first
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
+    expected = (torch.as_tensor(images).permute(0, 3, 1, 2).float() - mean) / std
     torch.testing.assert_close(xs, expected)
 
 
 def test_crops_are_windows_of_the_padded_image_and_move_content():
-    images = torch.as_tensor(numbered_images(64)).permute(0, 3, 1, 2)
-    generator = torch.Generator().manual_seed(0)
-    crops = random_crop(images, 4, generator)
-    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    images = torch.as_tensor(numbered_images(64))  # (B, H, W, C)
+    crops = random_crop_flip(images, 4, torch.Generator().manual_seed(0), flip=False)
+    padded = torch.nn.functional.pad(images, (0, 0, 4, 4, 4, 4))
     shifts = []
     for i in range(len(images)):
         matches = [(dy, dx) for dy in range(9) for dx in range(9)
-                   if torch.equal(crops[i], padded[i, :, dy:dy + 32, dx:dx + 32])]
+                   if torch.equal(crops[i], padded[i, dy:dy + 32, dx:dx + 32])]
         assert len(matches) == 1
         shifts.append(matches[0])
     assert len(set(shifts)) > 20  # windows vary across the batch
@@ -51,12 +53,21 @@ def test_crops_are_windows_of_the_padded_image_and_move_content():
 
 
 def test_flip_is_a_left_right_mirror():
-    images = torch.as_tensor(numbered_images(64)).permute(0, 3, 1, 2)
-    flipped = random_flip(images, torch.Generator().manual_seed(1))
-    mirrored = [torch.equal(f, i.flip(2)) for f, i in zip(flipped, images)]
+    images = torch.as_tensor(numbered_images(64))
+    flipped = random_crop_flip(images, 0, torch.Generator().manual_seed(1))  # no padding: no crop
+    mirrored = [torch.equal(f, i.flip(1)) for f, i in zip(flipped, images)]  # W is dim 1 of (H, W, C)
     unchanged = [torch.equal(f, i) for f, i in zip(flipped, images)]
     assert all(m != u for m, u in zip(mirrored, unchanged))  # each image is one or the other
     assert 16 < sum(mirrored) < 48
+
+
+def test_crop_and_flip_together_are_a_mirrored_window():
+    images = torch.as_tensor(numbered_images(64))
+    out = random_crop_flip(images, 4, torch.Generator().manual_seed(2))
+    padded = torch.nn.functional.pad(images, (0, 0, 4, 4, 4, 4))
+    for i in range(len(images)):
+        windows = [padded[i, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        assert sum(torch.equal(out[i], w) or torch.equal(out[i], w.flip(1)) for w in windows) == 1
 
 
 def test_reproducible_under_a_seed_and_different_across_epochs():
