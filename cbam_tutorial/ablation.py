@@ -148,8 +148,9 @@ def _train_one(config: Config, seed: int, profile: str, threads: int | None, ove
     result = train(attention=config.attention, profile=profile, seed=seed, progress=False,
                    attention_options=config.options, **overrides)
     result.pop("model")
-    return {"key": run_key(config.name, seed, profile), "config": asdict(config), "seed": seed,
-            "profile": profile, **result}
+    # "config" stays the training settings; the grid's configuration is kept beside it
+    return {**result, "key": run_key(config.name, seed, profile), "configuration": asdict(config),
+            "seed": seed, "profile": profile}
 
 
 def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1,
@@ -227,7 +228,7 @@ def summarize(records: list[dict], metric: str = "val", baseline: str = "baselin
         if score is None:
             raise ValueError(f"record {record.get('key')} has no {metric} accuracy "
                              f"(runs trained on train+val have no validation score); use metric='test'")
-        by_config.setdefault(record["config"]["name"], {})[record["seed"]] = 100 * score["accuracy"]
+        by_config.setdefault(record["configuration"]["name"], {})[record["seed"]] = 100 * score["accuracy"]
     base = by_config.get(baseline, {})
     rows = []
     for name, scores in by_config.items():

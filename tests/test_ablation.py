@@ -16,7 +16,7 @@ from cbam_tutorial.models import build_model
 def fake_trainer(config, seed, profile, threads, overrides):
     """A stand-in for training: a record whose accuracy is a known function of the run."""
     accuracy = 0.5 + 0.01 * len(config.name) / 10 + 0.001 * seed
-    return {"key": ablation.run_key(config.name, seed, profile), "config": {"name": config.name},
+    return {"key": ablation.run_key(config.name, seed, profile), "configuration": {"name": config.name},
             "seed": seed, "profile": profile, "val": {"accuracy": accuracy}, "test": {"accuracy": accuracy}}
 
 
@@ -117,7 +117,7 @@ def test_two_workers_share_the_grid(tmp_path):
 
 def test_summary_statistics_by_hand():
     scores = {"baseline": [0.90, 0.92, 0.91], "cam avg": [0.91, 0.94, 0.93]}
-    records = [{"key": f"{name}/{seed}", "config": {"name": name}, "seed": seed,
+    records = [{"key": f"{name}/{seed}", "configuration": {"name": name}, "seed": seed,
                 "val": {"accuracy": value}, "test": {"accuracy": value}}
                for name, values in scores.items() for seed, value in enumerate(values)]
     table = summarize(records)
@@ -146,4 +146,19 @@ def test_bad_grid_seeds_and_settings(tmp_path):
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         run_grid("pooling", 1, "quick", tmp_path / "x.jsonl", workers=0)
     with pytest.raises(ValueError, match="no val accuracy"):
-        summarize([{"key": "k", "config": {"name": "baseline"}, "seed": 0, "val": None}])
+        summarize([{"key": "k", "configuration": {"name": "baseline"}, "seed": 0, "val": None}])
+
+
+def test_a_real_record_keeps_training_settings_and_grid_configuration(monkeypatch):
+    import cbam_tutorial.train as engine
+
+    def fake_train(**kwargs):
+        return {"config": {"model": "resnet20", "attention": kwargs["attention"]}, "model": object(),
+                "val": {"accuracy": 0.6}, "test": {"accuracy": 0.59}, "history": []}
+
+    monkeypatch.setattr(engine, "train", fake_train)
+    config = GRIDS["pooling"][1]
+    record = ablation._train_one(config, 2, "quick", None, {})
+    assert record["configuration"]["name"] == "cam avg" and record["config"]["attention"] == "cam"
+    assert record["key"] == "quick/cam avg/seed=2" and "model" not in record
+    assert summarize([record]).loc["cam avg", "accuracy %"] == 60.0
