@@ -242,4 +242,6 @@ def summarize(records: list[dict], metric: str = "val", baseline: str = "baselin
                         "vs baseline CI high": diff + diff_half})
         row["paper top-1 error % (ImageNet, ResNet-50)"] = PAPER_TOP1_ERROR.get(name, math.nan)
         rows.append(row)
-    return pd.DataFrame(rows).set_index("configuration")
+    columns = ["runs", "accuracy %", "sd", "95% CI low", "95% CI high", "vs baseline", "vs baseline CI low",
+               "vs baseline CI high", "paper top-1 error % (ImageNet, ResNet-50)"]
+    return pd.DataFrame(rows).set_index("configuration").reindex(columns=columns)
