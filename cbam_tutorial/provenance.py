@@ -15,7 +15,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> dict:
-    """{"commit": sha or "unknown", "dirty": bool or None} of the package's checkout."""
+    """{"commit": sha or "unknown", "dirty": bool or None} of the package's checkout now."""
     def git(*args):
         return subprocess.run(["git", "-C", str(REPOSITORY), *args], capture_output=True,
                               text=True, timeout=10)
@@ -27,6 +27,11 @@ def git_commit() -> dict:
         return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "dirty": None}
+
+
+# The commit of the code this process imported (a later checkout or commit does not change
+# the code already in memory, so it is read once, here).
+LOADED_CODE = git_commit()
 
 
 def device_description(device: torch.device) -> str:
@@ -51,7 +56,7 @@ def provenance(device: torch.device) -> dict:
     import torchvision
 
     return {
-        **git_commit(),
+        **LOADED_CODE,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
