@@ -30,11 +30,11 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
     pixel's 4 bytes (C = 4; RGB plus one padding byte) moved as a single int32.
     """
     batch, height, width, channels = images.shape
-    if channels != 4 or images.dtype != torch.uint8:
-        packed = torch.nn.functional.pad(images, (0, 4 - channels)) if channels < 4 else None
-        if packed is None or images.dtype != torch.uint8:
-            raise ValueError(f"random_crop_flip takes (B, H, W, C <= 4) uint8 images, got "
-                             f"{tuple(images.shape)} {images.dtype}")
+    if images.dtype != torch.uint8 or channels > 4:
+        raise ValueError(f"random_crop_flip takes (B, H, W, C <= 4) uint8 images, got "
+                         f"{tuple(images.shape)} {images.dtype}")
+    if channels < 4:
+        packed = torch.nn.functional.pad(images, (0, 4 - channels))
         return random_crop_flip(packed, padding, generator, flip)[..., :channels]
     device = images.device
     pixels = images.contiguous().view(torch.int32).view(batch, height, width)  # one int32 per pixel
