@@ -13,14 +13,9 @@ from .train import PRECISIONS, PROFILES
 
 
 def _attention_options(args) -> dict:
-    names = {"reduction": "reduction", "kernel_size": "kernel_size", "arrangement": "arrangement",
-             "channel_pooling": "channel_pooling", "spatial_pooling": "spatial_pooling"}
-    options = {key: getattr(args, attr) for key, attr in names.items() if getattr(args, attr) is not None}
-    if args.attention == "cam" and "channel_pooling" in options:
-        options["pooling"] = options.pop("channel_pooling")
-    if args.attention == "sam" and "spatial_pooling" in options:
-        options["pooling"] = options.pop("spatial_pooling")
-    return options
+    # build_attention maps channel_pooling / spatial_pooling to "cam" / "sam"'s pooling
+    names = ("reduction", "kernel_size", "arrangement", "channel_pooling", "spatial_pooling")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _train(args) -> int:
