@@ -63,11 +63,12 @@ class Profile:
 PROFILES = {
     "quick": Profile(
         "quick", "a chapter's training cell on a 2-core CPU in about a minute: ResNet-20 on "
-        "an 8,000-image subset for 5 epochs (expect roughly 45-55% validation accuracy)",
+        "an 8,000-image subset for 5 epochs",
         epochs=5, batch_size=256, lr=0.2, train_subset=8_000, val_subset=2_000),
     "cpu": Profile(
         "cpu", "the full CIFAR-10 training set on a 2-core CPU in under 10 minutes of training: "
-        "ResNet-20 for 9 epochs on all 50,000 images (CBAM: about 85% test accuracy)",
+        "ResNet-20 for 9 epochs on all 50,000 images (measured with CBAM: 84.2% test accuracy "
+        "after 590 s of training, results/train/)",
         epochs=9, batch_size=256, lr=0.4, warmup_fraction=0.2, train_on="train+val"),
     "ablation": Profile(
         "ablation", "one run of an ablation grid on a 2-core CPU in under two minutes: ResNet-20 on "
@@ -75,8 +76,7 @@ PROFILES = {
         epochs=5, batch_size=256, lr=0.4, warmup_fraction=0.2, train_subset=12_000),
     "full": Profile(
         "full", "the complete recipe for a GPU: CIFAR ResNet-18 for 40 epochs on the 45,000-image "
-        "training split, EMA of weights (expect about 95% test accuracy; a few minutes on a "
-        "current GPU, far too slow on a CPU)",
+        "training split, EMA of weights (not yet measured by this project; far too slow on a CPU)",
         epochs=40, batch_size=512, lr=0.4, ema_decay=0.999, model="resnet18", seeds=(0, 1, 2, 3, 4)),
 }
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
