@@ -84,3 +84,113 @@ def plot_history(histories: dict, metric: str = "val_accuracy"):
         ax.set_title("Learning curves")
         ax.legend()
     return fig
+
+
+def plot_gradcam_grid(pictures, results: dict, labels, class_names, max_images: int = 6):
+    """The paper's qualitative figure: each image, then a Grad-CAM overlay per model.
+
+    pictures: (B, H, W, 3) in [0, 1] (images.to_display); results: {model label:
+    GradCAMResult computed with target=labels}, so that each overlay is titled with the
+    probability the model gives the true class; labels: (B,) true classes.
+    """
+    import matplotlib.pyplot as plt
+
+    count = min(len(pictures), max_images)
+    columns = 1 + len(results)
+    with book_style():
+        fig, axes = plt.subplots(count, columns, figsize=(1.9 * columns, 1.9 * count + 0.4), squeeze=False)
+        for row in range(count):
+            label = int(labels[row])
+            axes[row, 0].imshow(pictures[row])
+            axes[row, 0].set_title(class_names[label], fontsize=9)
+            for column, (name, result) in enumerate(results.items(), start=1):
+                if int(result.targets[row]) != label:
+                    raise ValueError("compute the Grad-CAM results with target=labels, so that each "
+                                     "panel shows the probability of the true class")
+                axes[row, column].imshow(pictures[row])
+                axes[row, column].imshow(result.maps[row].cpu().numpy(), cmap="inferno", alpha=0.5,
+                                         vmin=0, vmax=1)
+                axes[row, column].set_title(f"{name}\nP(true) = {float(result.probabilities[row]):.2f}",
+                                            fontsize=9)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        fig.suptitle("Grad-CAM of the true class (last stage)")
+    return fig
+
+
+def plot_spatial_maps(picture, spatial: dict, title: str = "Spatial attention through the network"):
+    """One image and the spatial attention map (H_i, W_i) of each block, {block name: map}."""
+    import matplotlib.pyplot as plt
+
+    columns = 1 + len(spatial)
+    with book_style():
+        fig, axes = plt.subplots(1, columns, figsize=(1.6 * columns, 2.3), squeeze=False)
+        axes[0, 0].imshow(picture)
+        axes[0, 0].set_title("input", fontsize=9)
+        for ax, (name, weights) in zip(axes[0, 1:], spatial.items()):
+            weights = weights.cpu().numpy() if hasattr(weights, "cpu") else weights
+            image = ax.imshow(weights, cmap="viridis", vmin=0, vmax=1)
+            ax.set_title(f"{name}\n{weights.shape[0]}x{weights.shape[1]}", fontsize=8)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        fig.colorbar(image, ax=axes[0, -1], shrink=0.8, label="weight")
+        fig.suptitle(title)
+    return fig
+
+
+def plot_channel_weights_by_class(weights, labels, class_names, block: str, channels_shown: int = 32):
+    """How a block's channel weights (N, C) differ between classes.
+
+    Left: the mean weight per class (rows) of the channels whose class means differ most
+    (columns, up to channels_shown). Right: the spread of every weight per class.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    weights = np.asarray(weights.cpu() if hasattr(weights, "cpu") else weights, dtype=float)
+    labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
+    present = [c for c in range(len(class_names)) if (labels == c).any()]
+    means = np.stack([weights[labels == c].mean(0) for c in present])  # (classes, C)
+    chosen = np.argsort(-means.std(0))[:channels_shown]
+    with book_style():
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=(2, 1))
+        image = left.imshow(means[:, chosen], aspect="auto", cmap="viridis")
+        left.set_yticks(range(len(present)), [class_names[c] for c in present])
+        left.set_xlabel(f"channel (the {len(chosen)} most class-dependent of {weights.shape[1]})")
+        left.set_xticks(range(len(chosen)), [str(c) for c in chosen], fontsize=6, rotation=90)
+        left.grid(False)
+        left.set_title(f"{block}: mean channel weight per class")
+        fig.colorbar(image, ax=left, label="mean weight")
+        right.boxplot([weights[labels == c].ravel() for c in present], vert=False, showfliers=False)
+        right.set_yticks(range(1, len(present) + 1), [class_names[c] for c in present])
+        right.set_xlabel("channel weight (all channels)")
+        right.set_title("distribution per class")
+    return fig
+
+
+def plot_saliency_curves(curves: dict, mode: str):
+    """Mean deletion or insertion curve with a 95% band over images, {label: (B, steps + 1)}."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    with book_style():
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for index, (label, values) in enumerate(curves.items()):
+            values = np.asarray(values.cpu() if hasattr(values, "cpu") else values, dtype=float)
+            fractions = np.linspace(0, 1, values.shape[1])
+            mean = values.mean(0)
+            half_width = 1.96 * values.std(0, ddof=1) / np.sqrt(len(values))
+            style = "--" if "random" in label else "-"
+            ax.plot(fractions, mean, style, label=label, color=PALETTE[index % len(PALETTE)])
+            ax.fill_between(fractions, mean - half_width, mean + half_width, alpha=0.2,
+                            color=PALETTE[index % len(PALETTE)])
+        verb = "removed" if mode == "deletion" else "inserted"
+        ax.set_xlabel(f"fraction of pixels {verb}, most salient first")
+        ax.set_ylabel("probability of the class")
+        ax.set_title(f"{mode.capitalize()} curves (mean, 95% interval over images)")
+        ax.legend(fontsize=8)
+    return fig
