@@ -1,0 +1,48 @@
+"""Trained models shared between chapters: trained once, then read from a checkpoint in data/.
+
+    model = trained_model("cbam")                       # quick profile, resnet20, seed 0
+    model, result = trained_model("se", with_metrics=True)
+
+A chapter that needs a trained network calls this; the first call trains (about a minute
+on a 2-core CPU in the quick profile) and keeps `checkpoint.pt` and `metrics.json` under
+data/checkpoints/; later calls, from any chapter, load them. An interrupted training
+resumes from its last epoch (see train.train).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from .data import DEFAULT_ROOT
+from .train import choose_device, choose_profile, load_model, train
+
+CHECKPOINTS = DEFAULT_ROOT / "checkpoints"
+
+
+def checkpoint_dir(attention: str | None, profile: str, model_name: str, seed: int,
+                   root: Path = CHECKPOINTS) -> Path:
+    return Path(root) / f"{profile}-{model_name}-{attention or 'baseline'}-seed{seed}"
+
+
+def trained_model(attention: str | None, profile: str | None = None, model_name: str | None = None,
+                  seed: int = 0, root: Path = CHECKPOINTS, with_metrics: bool = False, data=None,
+                  device: str | None = None, progress: bool | None = None):
+    """A model trained by train() with a named profile, unchanged (so that the cache is
+    keyed by profile, model, attention and seed alone); from its checkpoint when complete.
+
+    Returns the model in eval mode, or (model, metrics dict) with with_metrics=True.
+    """
+    chosen = choose_profile(profile, choose_device(device))
+    model_name = model_name or chosen.model
+    folder = checkpoint_dir(attention, chosen.name, model_name, seed, root)
+    metrics_path = folder / "metrics.json"
+    if not metrics_path.is_file():
+        result = train(model_name, attention, profile=chosen.name, seed=seed, out_dir=folder, data=data,
+                       device=device, progress=progress)
+        metrics = {key: value for key, value in result.items() if key != "model"}
+    else:
+        metrics = json.loads(metrics_path.read_text())
+    model: nn.Module = load_model(folder, device)
+    return (model, metrics) if with_metrics else model
