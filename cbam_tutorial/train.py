@@ -215,7 +215,7 @@ def _load_checkpoint(path: Path, config: dict) -> dict | None:
 def train(model_name: str | None = None, attention: str | None = None, *, profile: str | None = None,
           seed: int = 0, device: str | None = None, precision: str = "auto", data: Cifar10 | None = None,
           out_dir: str | Path | None = None, progress: bool | None = None, test_curve: bool = False,
-          attention_options: dict | None = None, **overrides) -> dict:
+          attention_options: dict | None = None, on_epoch=None, **overrides) -> dict:
     """Train `model_name` with `attention` on CIFAR-10 and return plain data.
 
     Args:
@@ -230,6 +230,9 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
             a run started again with the same out_dir and settings resumes from its last
             completed epoch.
         test_curve: also measure test accuracy after every epoch (for a curve only).
+        on_epoch: called with each epoch's record (a dict) after it is saved; returning False
+            stops training there (the result then covers the epochs done, and
+            result["stopped_early"] is True).
 
     Returns a dict with "config", "provenance", "history" (one dict per epoch), "val" and
     "test" (final evaluations), "parameters", "flops", "data" (which copy) and "model".
@@ -303,6 +306,7 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
         bar = tqdm(total=chosen.epochs, initial=start_epoch, desc=f"{model_name}+{attention or 'none'}",
                    unit="epoch")
     trained_seconds = history[-1]["train_seconds"] if history else 0.0
+    stopped_early = False
     model.train()
     try:
         for epoch in range(start_epoch, chosen.epochs):
@@ -347,6 +351,9 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=val["accuracy"])
+            if on_epoch is not None and on_epoch(dict(record)) is False:
+                stopped_early = epoch + 1 < chosen.epochs
+                break
     except KeyboardInterrupt:
         done = len(history)
         where = f"; run it again with the same output folder to resume from epoch {done + 1}" if out_dir else ""
@@ -367,6 +374,7 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
         "val": evaluate(evaluated, val_loader, precision) if holdout else None,
         "test": evaluate(evaluated, test_loader, precision),
         "train_seconds": trained_seconds,
+        "stopped_early": stopped_early,
         "model": evaluated,
     }
     if out_dir is not None:
