@@ -116,7 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
     ablate.add_argument("--figure", default=None, help="also save the summary figure to this path (.png)")
     ablate.set_defaults(run=_ablate)
+
+    assignments = commands.add_parser(
+        "assignments", help="write student versions of the chapters (solutions replaced by scaffolds)",
+        description="For every chapter notebook, write a student version into OUT: solution cells "
+                    "(tagged 'solution') become their '# YOUR CODE HERE' scaffolds, answers to questions "
+                    "(solution directives) are removed, the exercises and automatic checks stay. Nothing "
+                    "is written if any line of a reference solution would survive.")
+    assignments.add_argument("--out", required=True, help="folder for the student notebooks (created)")
+    assignments.add_argument("--chapters", default=None,
+                             help="folder of the chapter notebooks (default: the repository's chapters/)")
+    assignments.set_defaults(run=_assignments)
     return parser
+
+
+def _assignments(args) -> int:
+    from .assignments import CHAPTERS, AssignmentError, write_assignments
+
+    try:
+        written = write_assignments(args.out, args.chapters or CHAPTERS)
+    except AssignmentError as error:
+        raise ValueError(str(error)) from error
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 def main(argv=None) -> int:

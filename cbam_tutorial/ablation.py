@@ -245,3 +245,32 @@ def summarize(records: list[dict], metric: str = "val", baseline: str = "baselin
     columns = ["runs", "accuracy %", "sd", "95% CI low", "95% CI high", "vs baseline", "vs baseline CI low",
                "vs baseline CI high", "paper top-1 error % (ImageNet, ResNet-50)"]
     return pd.DataFrame(rows).set_index("configuration").reindex(columns=columns)
+
+
+def grid_records(records: list[dict], grid: str) -> list[dict]:
+    """The records whose configuration belongs to `grid` (e.g. the pooling rows of "all")."""
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; choose one of {', '.join(map(repr, GRIDS))}")
+    names = {config.name for config in GRIDS[grid]}
+    return [record for record in records if record["configuration"]["name"] in names]
+
+
+def verdicts(table) -> dict[str, str]:
+    """One plain sentence per configuration: is its difference to the baseline larger than
+    the spread over seeds (its 95% interval excludes zero) or not?"""
+    sentences = {}
+    for name, row in table.iterrows():
+        if name == "baseline" or math.isnan(row.get("vs baseline", math.nan)):
+            continue
+        diff, low, high = row["vs baseline"], row["vs baseline CI low"], row["vs baseline CI high"]
+        if math.isnan(low):
+            sentences[name] = (f"{name}: {diff:+.2f} points over the baseline from a single seed; "
+                               "no interval, so no verdict")
+        elif low > 0 or high < 0:
+            direction = "better" if diff > 0 else "worse"
+            sentences[name] = (f"{name}: {diff:+.2f} points (95% interval {low:+.2f} to {high:+.2f}); "
+                               f"{direction} than the baseline beyond the seed spread")
+        else:
+            sentences[name] = (f"{name}: {diff:+.2f} points (95% interval {low:+.2f} to {high:+.2f}); "
+                               "within the seed spread, not distinguishable from the baseline")
+    return sentences

@@ -30,8 +30,22 @@ TRAIN_PER_CLASS, TEST_PER_CLASS = 5000, 1000
 VALIDATION_PER_CLASS = 500
 ARCHIVE_ENV = "CBAM_TUTORIAL_CIFAR10_ARCHIVE"
 ARCHIVE_NAME = "cifar10-jpeg.tar.gz"
+DATA_ENV = "CBAM_TUTORIAL_DATA"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ROOT = PACKAGE_ROOT / "data"
+
+
+def default_root() -> Path:
+    """Where data and cached checkpoints live: $CBAM_TUTORIAL_DATA, else the checkout's data/
+    (an editable install in the repository), else ./data beside the notebook (e.g. in Colab,
+    where the package is installed into site-packages)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    if (PACKAGE_ROOT / "pyproject.toml").is_file():
+        return PACKAGE_ROOT / "data"
+    return Path.cwd() / "data"
+
+
+DEFAULT_ROOT = default_root()
 # Per-channel mean and standard deviation of the original training set, in [0, 1] units.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)

@@ -37,6 +37,9 @@ from .models import build_model
 from .provenance import provenance
 
 PROFILE_ENV = "CBAM_TUTORIAL_PROFILE"
+# When set, every finished training appends one JSON line (what ran, images seen, FLOPs,
+# seconds) to this file: benchmarks/time_chapters.py uses it to attribute time to training.
+TRAIN_LOG_ENV = "CBAM_TUTORIAL_TRAIN_LOG"
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,8 @@ def _progress_enabled(progress: bool | None) -> bool:
         return progress
     if os.environ.get("CBAM_TUTORIAL_PROGRESS") is not None:
         return os.environ["CBAM_TUTORIAL_PROGRESS"] not in ("0", "")
-    return sys.stderr.isatty() or "google.colab" in sys.modules
+    # a terminal, or a notebook kernel (Jupyter, Colab); builds of the book set the variable to 0
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
 def _save_atomically(payload: dict, path: Path) -> None:
@@ -379,7 +383,19 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     }
     if out_dir is not None:
         write_metrics(result, out_dir / "metrics.json")
+    if os.environ.get(TRAIN_LOG_ENV):
+        _log_training(result, len(train_loader) * chosen.batch_size, len(val_loader.labels), len(test_loader.labels))
     return result
+
+
+def _log_training(result: dict, images_per_epoch: int, val_images: int, test_images: int) -> None:
+    epochs = len(result["history"])
+    line = {"model": result["config"]["model"], "attention": result["config"]["attention"],
+            "profile": result["config"]["profile"]["name"], "epochs": epochs,
+            "train_images_seen": epochs * images_per_epoch, "evaluated_images": val_images + test_images,
+            "forward_flops_per_image": result["flops"], "train_seconds": result["train_seconds"]}
+    with open(os.environ[TRAIN_LOG_ENV], "a") as log:
+        log.write(json.dumps(line) + "\n")
 
 
 def write_metrics(result: dict, path: Path) -> None:

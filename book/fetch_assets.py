@@ -1,0 +1,86 @@
+"""Copy the site's JavaScript from npm into book/_static/vendor/, so pages need no CDN.
+
+MathJax (equations), require.js and the Jupyter widgets HTML manager (the widget
+snapshots) are fetched as pinned npm tarballs, checked against the registry's sha512
+integrity, and unpacked once; later runs find them and do nothing. Only the npm registry
+is contacted (set NPM_REGISTRY to use a mirror).
+
+    python book/fetch_assets.py
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import shutil
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+
+VENDOR = Path(__file__).resolve().parent / "_static" / "vendor"
+REGISTRY = os.environ.get("NPM_REGISTRY", "https://registry.npmjs.org").rstrip("/")
+
+# (package, version, sha512 integrity, {path inside the package: path under vendor/})
+PACKAGES = [
+    ("mathjax", "3.2.2",
+     "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
+     {"es5/tex-chtml.js": "mathjax/tex-chtml.js", "es5/output/chtml/fonts/woff-v2/": "mathjax/output/chtml/fonts/woff-v2/",
+      "es5/input/tex/extensions/": "mathjax/input/tex/extensions/", "es5/ui/": "mathjax/ui/",
+      "es5/a11y/": "mathjax/a11y/"}),
+    ("requirejs", "2.3.7",
+     "sha512-DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPVHJ0pyBkM1z+pDsw==",
+     {"require.js": "require.js"}),
+    ("@jupyter-widgets/html-manager", "1.0.15",
+     "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
+     {"dist/embed-amd.js": "embed-amd.js"}),
+]
+
+
+def tarball_url(name: str, version: str) -> str:
+    return f"{REGISTRY}/{name}/-/{name.split('/')[-1]}-{version}.tgz"
+
+
+def check_integrity(payload: bytes, integrity: str, name: str) -> None:
+    algorithm, expected = integrity.split("-", 1)
+    actual = base64.b64encode(hashlib.new(algorithm, payload).digest()).decode()
+    if actual != expected:
+        raise SystemExit(f"{name}: downloaded tarball does not match its pinned {algorithm} integrity; "
+                         "the download was corrupted or the registry served another file. Try again, "
+                         "or delete book/_static/vendor and rerun.")
+
+
+def install(name: str, version: str, integrity: str, files: dict) -> None:
+    marker = VENDOR / f".{name.replace('/', '_')}-{version}"
+    if marker.exists():
+        return
+    url = tarball_url(name, version)
+    try:
+        payload = urllib.request.urlopen(url, timeout=120).read()
+    except OSError as error:
+        raise SystemExit(f"could not download {url}: {error}. The site's scripts come from the npm "
+                         "registry; check the connection or set NPM_REGISTRY to a mirror.") from error
+    check_integrity(payload, integrity, name)
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            inner = member.name.split("/", 1)[1] if "/" in member.name else member.name  # drop "package/"
+            for source, target in files.items():
+                if member.isfile() and (inner == source or (source.endswith("/") and inner.startswith(source))):
+                    destination = VENDOR / (target + inner[len(source):] if source.endswith("/") else target)
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.extractfile(member) as stream, open(destination, "wb") as out:
+                        shutil.copyfileobj(stream, out)
+    marker.touch()
+    print(f"fetched {name}@{version} into {VENDOR}")
+
+
+def main() -> int:
+    VENDOR.mkdir(parents=True, exist_ok=True)
+    for package in PACKAGES:
+        install(*package)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

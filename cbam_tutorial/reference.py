@@ -1,0 +1,33 @@
+"""The committed reference results (results/ in the repository), for the chapters.
+
+    records = reference_records("ablation-all-cpu.jsonl")
+    run = reference_json("train/cpu-resnet20-cbam-seed0-attempt2-lr0.4.json")
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .ablation import read_records
+from .data import PACKAGE_ROOT
+
+RESULTS = PACKAGE_ROOT / "results"
+
+
+def reference_path(name: str) -> Path:
+    path = RESULTS / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"reference result {name!r} not found in {RESULTS}; the reference results ship with the "
+            "repository, not with the package: run the chapter from a clone (in Colab the setup cell "
+            "clones it), or regenerate the file with the command in results/README.md")
+    return path
+
+
+def reference_records(name: str) -> list[dict]:
+    """The records of a JSON-lines results file (one run per line)."""
+    return read_records(reference_path(name))
+
+
+def reference_json(name: str) -> dict:
+    return json.loads(reference_path(name).read_text())
