@@ -1,0 +1,129 @@
+"""The built site in a real browser (Debian's headless Chromium through Playwright).
+
+Run by `make test` after the book is built, with BOOK_HTML naming the site's folder; each
+page is served over HTTP, opened, checked and photographed into SCREENSHOTS. Nothing may
+be fetched from outside the site: every script, font and image must be the site's own.
+"""
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+HTML = Path(os.environ["BOOK_HTML"]) if os.environ.get("BOOK_HTML") else None
+SCREENSHOTS = Path(os.environ.get("SCREENSHOTS", "_build/screenshots"))
+ROOT = Path(__file__).resolve().parents[2]
+CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
+PAGES = ["book/intro", *[f"chapters/{c}" for c in CHAPTERS], "book/teachers_guide", "book/references"]
+
+pytestmark = pytest.mark.skipif(HTML is None, reason="set BOOK_HTML to a built site (make test does)")
+
+
+@pytest.fixture(scope="module")
+def server():
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "Chromium is missing: `make test` installs Debian's chromium package with apt-get"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems, outside = [], []
+    page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
+            if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    host = urlparse(url).netloc
+
+    def only_the_site(route):
+        if urlparse(route.request.url).netloc in (host, ""):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_site)
+    response = page.goto(url, wait_until="networkidle")
+    assert response is not None and response.ok, f"{url}: HTTP {response.status if response else 'no response'}"
+    page.wait_for_timeout(500)  # MathJax and the widget manager render after load
+    return page, problems, outside
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_renders_completely(browser, server, name):
+    page, problems, outside = open_page(browser, f"{server}/{name}.html")
+    try:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name.replace('/', '__')}.png"), full_page=True)
+        assert not outside, f"{name} fetches from outside the site: {outside[:5]}"
+        assert not problems, f"{name}: {problems[:5]}"
+        broken = page.evaluate("""() => [...document.images]
+            .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.src)""")
+        assert not broken, f"{name}: images that did not load: {broken[:5]}"
+        article = page.locator("article").first.inner_text()
+        assert len(article) > 500, f"{name}: almost no text"
+        if name.startswith("chapters/"):
+            notebook = f"chapters/{name.split('/')[1]}.ipynb"
+            colab = page.evaluate("""() => [...document.querySelectorAll('a')].map(a => a.href)
+                .filter(h => h.includes('colab.research.google.com'))""")
+            assert colab and all(href.endswith("/" + notebook) for href in colab), \
+                f"{name}: Colab links {colab} do not name {notebook}"
+            assert page.locator("mjx-container").count() > 0 or "$" not in article, f"{name}: math not rendered"
+            assert "{glue" not in article, f"{name}: unresolved glue reference"
+    finally:
+        page.close()
+
+
+FIGURES = {  # chapters whose cells draw figures: at least this many images on the page
+    "05_training_on_cifar10": 2, "06_ablation_channel_pooling": 1, "07_ablation_spatial_attention": 1,
+    "08_ablation_arrangement": 2, "09_gradcam_and_attention_maps": 5, "04_cbam_block": 1,
+}
+WIDGETS = ["04_cbam_block", "08_ablation_arrangement", "09_gradcam_and_attention_maps"]
+
+
+@pytest.mark.parametrize("chapter", sorted(FIGURES))
+def test_figures_are_on_the_page(browser, server, chapter):
+    page, _, _ = open_page(browser, f"{server}/chapters/{chapter}.html")
+    try:
+        sizes = page.evaluate("""() => [...document.querySelectorAll('article img')]
+            .map(img => [img.naturalWidth, img.naturalHeight])""")
+        big = [s for s in sizes if s[0] >= 200 and s[1] >= 100]
+        assert len(big) >= FIGURES[chapter], f"{chapter}: figures {sizes}"
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("chapter", WIDGETS)
+def test_widget_snapshots_are_not_empty(browser, server, chapter):
+    page, _, _ = open_page(browser, f"{server}/chapters/{chapter}.html")
+    try:
+        # the live widget, rendered from its saved state by the widget manager
+        rendered = page.evaluate("""() => [...document.querySelectorAll('.jupyter-widgets')]
+            .map(w => w.getBoundingClientRect().height)""")
+        assert rendered and max(rendered) > 20, f"{chapter}: widget views {rendered}"
+        # and the static snapshot below it, with its link to run it live
+        snapshot = page.locator("text=A snapshot of the app above").first
+        assert snapshot.count() == 1, f"{chapter}: no snapshot caption"
+        link = snapshot.locator("a").first.get_attribute("href")
+        assert link.endswith(f"/chapters/{chapter}.ipynb"), link
+    finally:
+        page.close()

@@ -1,0 +1,92 @@
+"""The chapters' Colab set-up cell, run offline with Colab simulated.
+
+The cell must do nothing outside Colab. In Colab (simulated by a `google.colab` module)
+it clones the repository named in _config.yml, installs the package from the clone
+without touching torch, and makes the running kernel import it from there.
+"""
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+
+
+def setup_cell(path):
+    cells = [c for c in nbformat.read(path, as_version=4).cells if "colab-setup" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: expected one cell tagged colab-setup"
+    return cells[0].source
+
+
+def test_every_chapter_has_the_same_setup_cell_naming_the_configured_repository():
+    sources = {setup_cell(path) for path in NOTEBOOKS}
+    assert len(sources) == 1
+    source = sources.pop()
+    assert f'"{CONFIG["url"]}"' in source and f'"--branch", "{CONFIG["branch"]}"' in source
+    assert "torch" not in source.split("%pip", 1)[1].splitlines()[0]  # the pip line installs only the package
+
+
+@pytest.fixture
+def shell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def test_outside_colab_the_cell_does_nothing(shell, monkeypatch):
+    calls = []
+    shell.register_magic_function(lambda line: calls.append(line), "line", "pip")
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    shell.run_cell(setup_cell(NOTEBOOKS[0]), store_history=False).raise_error()
+    assert calls == [] and shell.user_ns["IN_COLAB"] is False
+
+
+def test_in_simulated_colab_it_clones_installs_and_imports_from_the_clone(shell, tmp_path, monkeypatch):
+    checkout = tmp_path / "content" / "cbam-tutorial"
+    source = (setup_cell(NOTEBOOKS[0])
+              .replace(CONFIG["url"], str(ROOT))            # clone this repository instead of GitHub
+              .replace("/content/cbam-tutorial", str(checkout)))
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", CONFIG["branch"]],
+                      capture_output=True).returncode != 0:
+        pytest.skip(f"this checkout has no branch {CONFIG['branch']!r} to clone")
+    pip_lines = []
+    shell.register_magic_function(lambda line: pip_lines.append(line), "line", "pip")
+    google = types.ModuleType("google")
+    colab = types.ModuleType("google.colab")
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    shell.run_cell(source, store_history=False).raise_error()
+
+    assert shell.user_ns["IN_COLAB"] is True
+    assert (checkout / "chapters" / NOTEBOOKS[0].name).is_file() and (checkout / "results").is_dir()
+    assert pip_lines == [f"install --quiet -e {checkout}"]
+    assert sys.path[0] == str(checkout) and Path.cwd() == checkout
+
+    # the kernel now imports the package from the clone, with data/ inside the clone
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import cbam_tutorial.data as d, cbam_tutorial.links as l; "
+             "print(d.__file__); print(d.DEFAULT_ROOT); print(l.colab_url('chapters/x.ipynb'))")
+    out = subprocess.run([sys.executable, "-c", probe, str(checkout)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    module_file, data_root, colab_link = out.stdout.split()
+    assert module_file.startswith(str(checkout)) and data_root == str(checkout / "data")
+    assert colab_link.endswith(f"/blob/{CONFIG['branch']}/chapters/x.ipynb")
+
+    # and the install the cell asks for would add the package only: torch and the rest stay
+    report = tmp_path / "report.json"
+    dry = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-build-isolation",
+                          "--report", str(report), "-e", str(checkout)], capture_output=True, text=True, timeout=600)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    installed = [item["metadata"]["name"] for item in json.loads(report.read_text())["install"]]
+    assert installed == ["cbam-tutorial"], installed
