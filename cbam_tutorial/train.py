@@ -61,6 +61,11 @@ class Profile:
     ema_decay: float | None = None
     seeds: tuple = (0, 1, 2)
     model: str = "resnet20"  # default model for this profile
+    # progressive resizing: the first `low_resolution_epochs` epochs see the augmented
+    # batches downscaled to low_resolution x low_resolution (cheaper steps); the rest, and
+    # every evaluation, the full 32 x 32
+    low_resolution: int | None = None
+    low_resolution_epochs: int = 0
 
 
 PROFILES = {
@@ -249,6 +254,9 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
             raise ValueError(f"unknown profile field(s) {unknown}; valid: "
                              f"{', '.join(f.name for f in dataclasses.fields(Profile))}")
         chosen = dataclasses.replace(chosen, **overrides)
+    if chosen.low_resolution_epochs and not (chosen.low_resolution and 8 <= chosen.low_resolution <= 32):
+        raise ValueError(f"low_resolution must be between 8 and 32 pixels when low_resolution_epochs is set, "
+                         f"got {chosen.low_resolution!r}")
     if chosen.train_on not in ("train", "train+val"):
         raise ValueError(f"train_on must be 'train' or 'train+val', got {chosen.train_on!r}")
     if not isinstance(seed, int) or seed < 0:
@@ -318,7 +326,11 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.int64)
             seen = 0
+            low_resolution = chosen.low_resolution if epoch < chosen.low_resolution_epochs else None
             for index, (images, labels) in enumerate(train_loader.epoch(epoch)):
+                if low_resolution is not None:
+                    images = nn.functional.interpolate(images, size=(low_resolution, low_resolution),
+                                                       mode="bilinear", antialias=True, align_corners=False)
                 step = epoch * len(train_loader) + index
                 for group in optimizer.param_groups:
                     group["lr"] = one_cycle_lr(step, total_steps, chosen.lr, chosen.warmup_fraction)

@@ -162,3 +162,21 @@ def test_a_real_record_keeps_training_settings_and_grid_configuration(monkeypatc
     assert record["configuration"]["name"] == "cam avg" and record["config"]["attention"] == "cam"
     assert record["key"] == "quick/cam avg/seed=2" and "model" not in record
     assert summarize([record]).loc["cam avg", "accuracy %"] == 60.0
+
+
+def test_verdicts_and_grid_filter_by_hand():
+    from cbam_tutorial.ablation import grid_records, verdicts
+
+    scores = {"baseline": [0.90, 0.92, 0.91], "cam avg": [0.91, 0.94, 0.93], "cam max": [0.92, 0.90, 0.91],
+              "se": [0.95, 0.95, 0.96]}
+    records = [{"key": f"{name}/{seed}", "configuration": {"name": name}, "seed": seed,
+                "val": {"accuracy": value}} for name, values in scores.items() for seed, value in enumerate(values)]
+    assert {r["configuration"]["name"] for r in grid_records(records, "pooling")} == {"baseline", "cam avg", "cam max"}
+    sentences = verdicts(summarize(records))
+    # cam avg: differences 1, 2, 2 -> interval 5/3 +- 1.43, above zero; cam max: 2, -2, 0 -> contains zero
+    assert "better than the baseline beyond the seed spread" in sentences["cam avg"]
+    assert "within the seed spread" in sentences["cam max"]
+    single = verdicts(summarize([r for r in records if r["seed"] == 0]))
+    assert "single seed" in single["cam avg"]
+    with pytest.raises(ValueError, match="unknown grid"):
+        grid_records(records, "kernels")

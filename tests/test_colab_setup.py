@@ -90,3 +90,13 @@ def test_in_simulated_colab_it_clones_installs_and_imports_from_the_clone(shell,
     assert dry.returncode == 0, dry.stderr[-2000:]
     installed = [item["metadata"]["name"] for item in json.loads(report.read_text())["install"]]
     assert installed == ["cbam-tutorial"], installed
+
+
+def test_links_follow_the_book_configuration(tmp_path):
+    from cbam_tutorial.links import colab_url
+
+    config = tmp_path / "_config.yml"
+    config.write_text("repository:\n  url: https://github.com/someone/fork/\n  branch: dev\n  path_to_book: docs\n")
+    assert colab_url("chapters/a.ipynb", config) == \
+        "https://colab.research.google.com/github/someone/fork/blob/dev/docs/chapters/a.ipynb"
+    assert colab_url("chapters/a.ipynb", tmp_path / "missing.yml") is None

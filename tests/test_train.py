@@ -156,3 +156,33 @@ def test_command_line_help_explains_every_option():
     bad = subprocess.run([sys.executable, "-m", "cbam_tutorial", "train", "--out", "x", "--device", "tpu"],
                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert bad.returncode == 2 and "unknown device 'tpu'" in bad.stderr
+
+
+def test_progressive_resizing_and_training_log(cifar10, tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv(engine.TRAIN_LOG_ENV, str(log))
+    seen = []
+    model = build_model("resnet20", None)
+    original_forward = type(model).forward
+
+    def record_size(self, x):
+        seen.append(x.shape[-1])
+        return original_forward(self, x)
+
+    monkeypatch.setattr(type(model), "forward", record_size)
+    result = train("resnet20", None, data=cifar10, low_resolution=24, low_resolution_epochs=1, **TINY)
+    # seen[0] is the FLOP count at 32 x 32; then epoch 1's 8 training steps at 24, its
+    # evaluation (2 flip passes) at 32, and epoch 2's training steps at 32
+    assert seen[1:9] == [24] * 8 and seen[9:11] == [32, 32] and seen[11:19] == [32] * 8
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines == [{"model": "resnet20", "attention": None, "profile": "quick", "epochs": 2,
+                      "train_images_seen": 2 * 1024, "evaluated_images": 500 + 10000,
+                      "forward_flops_per_image": result["flops"], "train_seconds": result["train_seconds"]}]
+    with pytest.raises(ValueError, match="low_resolution must be between 8 and 32"):
+        train("resnet20", None, data=cifar10, low_resolution=40, low_resolution_epochs=1, **TINY)
+
+
+def test_on_epoch_can_stop_training(cifar10):
+    records = []
+    result = train("resnet20", None, data=cifar10, on_epoch=lambda r: records.append(r) or False, **TINY)
+    assert result["stopped_early"] and len(result["history"]) == 1 and records[0]["epoch"] == 1
