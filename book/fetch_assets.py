@@ -34,7 +34,12 @@ PACKAGES = [
      {"require.js": "require.js"}),
     ("@jupyter-widgets/html-manager", "1.0.15",
      "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
-     {"dist/embed-amd.js": "embed-amd.js"}),
+     # embed-amd.js and the fonts it loads from beside itself (the widgets' icons)
+     {"dist/embed-amd.js": "npm/@jupyter-widgets/html-manager/dist/embed-amd.js",
+      **{f"dist/{name}": f"npm/@jupyter-widgets/html-manager/dist/{name}" for name in (
+          "1551f4f60c37af51121f.woff2", "7a3337626410ca2f4071.woff2", "d878b0a6a1144760244f.woff2",
+          "2285773e6b4b172f07d9.woff", "bb58e57c48a3e911f15f.woff", "eeccf4f66002c6f2ba24.woff",
+          "491974d108fe4002b2aa.ttf", "527940b104eb2ea366c8.ttf", "be9ee23c0c6390141475.ttf")}}),
 ]
 
 

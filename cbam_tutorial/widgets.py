@@ -218,8 +218,11 @@ class AblationLab:
                         marker="o", color=PALETTE[0])
             ax.set_xlabel("epoch")
             ax.set_ylabel("validation accuracy (%)")
+            r = self.result
             ax.set_title(f"CBAM {self.arrangement.value}, {self.pooling.value}, k={self.kernel_size.value}, "
-                         f"r={self.reduction.value}", fontsize=9)
+                         f"r={self.reduction.value}\n{r['parameters']:,} parameters "
+                         f"(+{r['extra_parameters_percent']:.1f}%), +{r['extra_flops_percent']:.1f}% FLOPs",
+                         fontsize=9)
         return fig
 
     def _train(self, options: dict) -> None:

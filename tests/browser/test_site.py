@@ -80,7 +80,7 @@ def test_page_renders_completely(browser, server, name):
             .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.src)""")
         assert not broken, f"{name}: images that did not load: {broken[:5]}"
         article = page.locator("article").first.inner_text()
-        assert len(article) > 500, f"{name}: almost no text"
+        assert len(article) > 300, f"{name}: almost no text"
         if name.startswith("chapters/"):
             notebook = f"chapters/{name.split('/')[1]}.ipynb"
             colab = page.evaluate("""() => [...document.querySelectorAll('a')].map(a => a.href)
