@@ -255,22 +255,23 @@ def grid_records(records: list[dict], grid: str) -> list[dict]:
     return [record for record in records if record["configuration"]["name"] in names]
 
 
-def verdicts(table) -> dict[str, str]:
-    """One plain sentence per configuration: is its difference to the baseline larger than
-    the spread over seeds (its 95% interval excludes zero) or not?"""
+def verdicts(table, reference: str = "baseline") -> dict[str, str]:
+    """One plain sentence per configuration: is its difference to the reference row (the
+    `baseline` that summarize() compared with) larger than the spread over seeds (its 95%
+    interval excludes zero) or not?"""
     sentences = {}
     for name, row in table.iterrows():
-        if name == "baseline" or math.isnan(row.get("vs baseline", math.nan)):
+        if name == reference or math.isnan(row.get("vs baseline", math.nan)):
             continue
         diff, low, high = row["vs baseline"], row["vs baseline CI low"], row["vs baseline CI high"]
         if math.isnan(low):
-            sentences[name] = (f"{name}: {diff:+.2f} points over the baseline from a single seed; "
+            sentences[name] = (f"{name}: {diff:+.2f} points over {reference} from a single seed; "
                                "no interval, so no verdict")
         elif low > 0 or high < 0:
             direction = "better" if diff > 0 else "worse"
             sentences[name] = (f"{name}: {diff:+.2f} points (95% interval {low:+.2f} to {high:+.2f}); "
-                               f"{direction} than the baseline beyond the seed spread")
+                               f"{direction} than {reference} beyond the seed spread")
         else:
             sentences[name] = (f"{name}: {diff:+.2f} points (95% interval {low:+.2f} to {high:+.2f}); "
-                               "within the seed spread, not distinguishable from the baseline")
+                               f"within the seed spread, not distinguishable from {reference}")
     return sentences

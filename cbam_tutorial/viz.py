@@ -46,7 +46,7 @@ def plot_ablation(table, title: str, paper_column: str = "paper top-1 error % (I
         mean = table["accuracy %"]
         axes[0].errorbar(mean, positions, xerr=[mean - table["95% CI low"], table["95% CI high"] - mean],
                          fmt="o", color=PALETTE[0], capsize=3)
-        axes[0].set_xlabel("accuracy (%), mean and 95% interval over seeds")
+        axes[0].set_xlabel("accuracy (%)\nmean and 95% interval over seeds")
         axes[0].set_yticks(list(positions), names)
         axes[0].invert_yaxis()
         axes[0].set_title("CIFAR-10 (this book)")
@@ -57,11 +57,11 @@ def plot_ablation(table, title: str, paper_column: str = "paper top-1 error % (I
             axes[1].errorbar(diff, positions, xerr=[low.fillna(0), high.fillna(0)], fmt="o",
                              color=PALETTE[1], capsize=3)
         axes[1].axvline(0, color="black", linewidth=0.8)
-        axes[1].set_xlabel("difference to baseline (points), 95% interval")
+        axes[1].set_xlabel("difference to the baseline (points)\n95% interval, paired by seed")
         axes[1].set_title("gain over the baseline")
         paper = table[paper_column] if paper_column in table else [math.nan] * len(names)
         axes[2].barh(list(positions), paper, color=PALETTE[2])
-        axes[2].set_xlabel("top-1 error (%), lower is better")
+        axes[2].set_xlabel("top-1 error (%)\nlower is better")
         axes[2].set_title("paper: ImageNet-1K, ResNet-50\n(a different, larger task)")
         finite = [p for p in paper if not math.isnan(p)]
         if finite:
