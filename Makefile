@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ASSETS := book/_static/vendor/.installed
-STAGE := _build/ci
+STAGE := _stage
 # builds are not interactive: no progress bars in the executed pages
 export CBAM_TUTORIAL_PROGRESS := 0
 

@@ -1,6 +1,6 @@
 """Copy the book's sources into a folder where they are executed once and built from there.
 
-    python .ci/stage_book.py _build/ci
+    python .ci/stage_book.py _stage
 
 `make test` runs nbmake on the staged notebooks with --overwrite (executing every chapter
 once, keeping outputs and widget state), then builds the staged book with execution
