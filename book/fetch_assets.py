@@ -13,7 +13,6 @@ import base64
 import hashlib
 import io
 import os
-import shutil
 import sys
 import tarfile
 import urllib.request
@@ -22,7 +21,11 @@ from pathlib import Path
 VENDOR = Path(__file__).resolve().parent / "_static" / "vendor"
 REGISTRY = os.environ.get("NPM_REGISTRY", "https://registry.npmjs.org").rstrip("/")
 
-# (package, version, sha512 integrity, {path inside the package: path under vendor/})
+WIDGET_FONTS = ("1551f4f60c37af51121f.woff2", "7a3337626410ca2f4071.woff2", "d878b0a6a1144760244f.woff2",
+                "2285773e6b4b172f07d9.woff", "bb58e57c48a3e911f15f.woff", "eeccf4f66002c6f2ba24.woff",
+                "491974d108fe4002b2aa.ttf", "527940b104eb2ea366c8.ttf", "be9ee23c0c6390141475.ttf")
+
+# (package, version, sha512 integrity, {path inside the package: path(s) under vendor/})
 PACKAGES = [
     ("mathjax", "3.2.2",
      "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
@@ -34,12 +37,11 @@ PACKAGES = [
      {"require.js": "require.js"}),
     ("@jupyter-widgets/html-manager", "1.0.15",
      "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
-     # embed-amd.js and the fonts it loads from beside itself (the widgets' icons)
+     # embed-amd.js and its icon fonts, which its modules load from beside the manager
+     # (html-manager/dist/) or, for the controls' own styles, from @jupyter-widgets/
      {"dist/embed-amd.js": "npm/@jupyter-widgets/html-manager/dist/embed-amd.js",
-      **{f"dist/{name}": f"npm/@jupyter-widgets/html-manager/dist/{name}" for name in (
-          "1551f4f60c37af51121f.woff2", "7a3337626410ca2f4071.woff2", "d878b0a6a1144760244f.woff2",
-          "2285773e6b4b172f07d9.woff", "bb58e57c48a3e911f15f.woff", "eeccf4f66002c6f2ba24.woff",
-          "491974d108fe4002b2aa.ttf", "527940b104eb2ea366c8.ttf", "be9ee23c0c6390141475.ttf")}}),
+      **{f"dist/{name}": [f"npm/@jupyter-widgets/html-manager/dist/{name}", f"npm/@jupyter-widgets/{name}"]
+         for name in WIDGET_FONTS}}),
 ]
 
 
@@ -57,7 +59,8 @@ def check_integrity(payload: bytes, integrity: str, name: str) -> None:
 
 
 def install(name: str, version: str, integrity: str, files: dict) -> None:
-    marker = VENDOR / f".{name.replace('/', '_')}-{version}"
+    layout = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:10]  # a new layout refetches
+    marker = VENDOR / f".{name.replace('/', '_')}-{version}-{layout}"
     if marker.exists():
         return
     url = tarball_url(name, version)
@@ -70,12 +73,13 @@ def install(name: str, version: str, integrity: str, files: dict) -> None:
     with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as archive:
         for member in archive.getmembers():
             inner = member.name.split("/", 1)[1] if "/" in member.name else member.name  # drop "package/"
-            for source, target in files.items():
+            for source, targets in files.items():
                 if member.isfile() and (inner == source or (source.endswith("/") and inner.startswith(source))):
-                    destination = VENDOR / (target + inner[len(source):] if source.endswith("/") else target)
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.extractfile(member) as stream, open(destination, "wb") as out:
-                        shutil.copyfileobj(stream, out)
+                    payload_bytes = archive.extractfile(member).read()
+                    for target in [targets] if isinstance(targets, str) else targets:
+                        destination = VENDOR / (target + inner[len(source):] if source.endswith("/") else target)
+                        destination.parent.mkdir(parents=True, exist_ok=True)
+                        destination.write_bytes(payload_bytes)
     marker.touch()
     print(f"fetched {name}@{version} into {VENDOR}")
 
