@@ -101,6 +101,25 @@ class Cifar10:
         return Split(self.test_images, self.test_labels)
 
 
+def stratified_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of `per_class` images of every class, drawn by `seed`, interleaved by class
+    (class 0, 1, ..., 9, then 0, 1, ... again): a fixed, balanced sample of a split whose
+    images are stored class by class, as the offline copy's are.
+
+    labels: (N,) integers -> (per_class * classes,) int64 indices.
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in classes:
+        members = np.flatnonzero(labels == label)
+        if len(members) < per_class:
+            raise ValueError(f"class {label} has {len(members)} images, fewer than per_class={per_class}")
+        chosen.append(rng.choice(members, per_class, replace=False))
+    return np.stack(chosen, axis=1).reshape(-1).astype(np.int64)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -32,11 +32,20 @@ def blurred(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> 
     return F.conv2d(horizontal, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
-def random_maps(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Uniform random saliency (B, H, W): the ordering a useless explanation would give."""
+def random_maps(images: torch.Tensor, seed: int = 0, resolution: int | None = None) -> torch.Tensor:
+    """Uniform random saliency (B, H, W): the ordering a useless explanation would give.
+
+    With `resolution` r, the random values are drawn on an r x r grid and upsampled
+    bilinearly, so that the map has the blob-like structure of a Grad-CAM map from an
+    r x r layer; per-pixel random orderings delete scattered pixels, which harms a network
+    differently from deleting regions.
+    """
     generator = torch.Generator().manual_seed(seed)
     batch, _, height, width = images.shape
-    return torch.rand(batch, height, width, generator=generator).to(images.device)
+    if resolution is None:
+        return torch.rand(batch, height, width, generator=generator).to(images.device)
+    coarse = torch.rand(batch, 1, resolution, resolution, generator=generator)
+    return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[:, 0].to(images.device)
 
 
 def saliency_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,

@@ -34,6 +34,11 @@ def load_extension():
     if os.environ.get("CBAM_TUTORIAL_FUSED", "1") == "0":
         return None
     try:
+        import logging
+
+        # importing cpp_extension on a CUDA build without a GPU logs "No CUDA runtime is
+        # found"; this extension is CPU-only, so the line is noise (it showed in the book)
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils.cpp_extension import load
 
         return load(

@@ -87,3 +87,22 @@ def test_curve_errors():
         saliency_curves(PixelSum(), images, torch.rand(2, 8, 8), torch.tensor([0, 1]), mode="erase")
     with pytest.raises(ValueError, match="must have shape \\(2, 8, 8\\)"):
         saliency_curves(PixelSum(), images, torch.rand(2, 4, 4), torch.tensor([0, 1]))
+
+
+def test_coarse_random_maps_have_the_structure_of_the_layer():
+    images = torch.zeros(2, 3, 32, 32)
+    fine, coarse = random_maps(images, seed=1), random_maps(images, seed=1, resolution=8)
+    assert fine.shape == coarse.shape == (2, 32, 32)
+    # neighbouring pixels of an upsampled 8x8 map are far more alike than independent draws
+    step = lambda m: (m[:, :, 1:] - m[:, :, :-1]).abs().mean()  # noqa: E731
+    assert step(coarse) < 0.3 * step(fine)
+
+
+def test_stratified_indices():
+    from cbam_tutorial.data import stratified_indices
+
+    labels = torch.arange(10).repeat_interleave(20).numpy()  # stored class by class
+    picked = stratified_indices(labels, per_class=3, seed=0)
+    assert list(labels[picked]) == list(range(10)) * 3 and len(set(picked)) == 30
+    with pytest.raises(ValueError, match="fewer than per_class"):
+        stratified_indices(labels, per_class=21)
