@@ -1,19 +1,28 @@
 # Two commands do all the set-up on a fresh Debian/Ubuntu machine (see README.md):
 #   make book   build the site into _build/html (creates .venv, installs what it needs,
 #               executes every chapter)
-#   make test   unit tests; every chapter executed once under nbmake; the site built from
-#               those executed notebooks with warnings as errors; the built pages checked
-#               in headless Chromium (screenshots in _build/screenshots)
+#   make test   unit tests; every chapter executed in a Colab-like environment (.venv-colab);
+#               every chapter executed once under nbmake; the site built from those
+#               executed notebooks with warnings as errors; the built pages checked in
+#               headless Chromium (screenshots in _build/screenshots)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ASSETS := book/_static/vendor/.installed
 STAGE := _stage
+COLAB_VENV ?= .venv-colab
+COLAB_STAMP := $(COLAB_VENV)/.installed
 # builds are not interactive: no progress bars in the executed pages
 export CBAM_TUTORIAL_PROGRESS := 0
+# The offline CIFAR-10 copy, where this project's machines keep it; elsewhere leave it empty
+# (torchvision downloads the original) or pass CIFAR10_ARCHIVE=/path/to/cifar10-jpeg.tar.gz.
+CIFAR10_ARCHIVE ?= $(wildcard ../shared/data/cifar10-jpeg.tar.gz)
+ifneq ($(CIFAR10_ARCHIVE),)
+export CBAM_TUTORIAL_CIFAR10_ARCHIVE := $(abspath $(CIFAR10_ARCHIVE))
+endif
 
-.PHONY: book test install assets chromium clean
+.PHONY: book test install assets chromium colab-env clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +32,14 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Colab's library versions (requirements-colab.txt), for the Colab-like test of the chapters
+$(COLAB_STAMP): requirements-colab.txt
+	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet -r requirements-colab.txt
+	touch $(COLAB_STAMP)
+
+colab-env: $(COLAB_STAMP)
 
 $(ASSETS): book/fetch_assets.py
 	$(PY) book/fetch_assets.py
@@ -40,8 +57,9 @@ book: assets
 	rm -rf _build/html _build/.doctrees _build/jupyter_execute
 	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going
 
-test: assets chromium
-	$(PY) -m pytest tests --ignore=tests/browser
+test: assets chromium colab-env
+	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/colab_like
+	COLAB_PYTHON=$(abspath $(COLAB_VENV))/bin/python $(PY) -m pytest tests/colab_like -v -s
 	$(PY) .ci/stage_book.py $(STAGE)
 	$(PY) -m pytest --nbmake --nbmake-timeout=900 --overwrite $(STAGE)/chapters $(STAGE)/book
 	$(VENV)/bin/jupyter-book build $(STAGE) --builder html -W --keep-going

@@ -60,3 +60,29 @@ def attention_overhead(name: str, attentions=(None, "se", "cbam"), input_size=No
         row["parameter_overhead"] = row["parameters"] / base["parameters"] - 1
         row["flop_overhead"] = row["flops"] / base["flops"] - 1
     return rows
+
+
+# NVIDIA's stated peak fp16 tensor throughput of a T4, the GPU of Colab's free tier (FLOP/s).
+T4_FP16_FLOPS = 65e12
+TEST_IMAGES = 10_000
+VALIDATION_IMAGES = 5_000
+
+
+def run_flops(forward_flops_per_image: float, profile) -> float:
+    """FLOPs of one training run under `profile` (a train.Profile).
+
+    A training step costs about three forward passes (forward, and a backward that costs
+    two); every evaluation uses flip test-time augmentation (two forward passes per image):
+    the validation images after every epoch (none when training on train+val) and the test
+    set once at the end.
+    """
+    validation = 0 if profile.train_on == "train+val" else (profile.val_subset or VALIDATION_IMAGES)
+    passes = 3 * profile.epochs * profile.train_images() + 2 * (validation * profile.epochs + TEST_IMAGES)
+    return forward_flops_per_image * passes
+
+
+def gpu_seconds_estimate(flops: float, peak_flops: float = T4_FP16_FLOPS, utilisation: float = 0.10) -> float:
+    """An ESTIMATE, not a measurement: `flops` at `utilisation` of a GPU's stated peak."""
+    if not 0 < utilisation <= 1:
+        raise ValueError(f"utilisation must be in (0, 1], got {utilisation!r}")
+    return flops / (peak_flops * utilisation)

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from .data import Cifar10, Split, load_cifar10
 from .loader import TensorLoader
 from .models import build_model
 from .provenance import provenance
+from .storage import ensure_writable_file, write_atomically
 
 PROFILE_ENV = "CBAM_TUTORIAL_PROFILE"
 # When set, every finished training appends one JSON line (what ran, images seen, FLOPs,
@@ -57,6 +59,7 @@ class Profile:
     warmup_fraction: float = 0.15
     train_subset: int | None = None  # images of the training split used; None for all
     val_subset: int | None = None
+    test_subset: int | None = None  # None: the whole test set, as every reported number uses
     train_on: str = "train"  # "train" (45,000, validation held out) or "train+val" (50,000)
     ema_decay: float | None = None
     seeds: tuple = (0, 1, 2)
@@ -66,6 +69,48 @@ class Profile:
     # every evaluation, the full 32 x 32
     low_resolution: int | None = None
     low_resolution_epochs: int = 0
+    # what a chapter run under this profile does besides training its models: the profile of
+    # its live mini ablation grids, and how many test images per class chapter 9 explains
+    live_grid: str = "demo"
+    faithfulness_per_class: int = 25
+    timing_rounds: int = 10  # rounds of chapter 10's interleaved step timing
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot train (checked on every construction and replace())."""
+        def check(name, integer, valid, meaning, optional=False):
+            value = getattr(self, name)
+            if value is None and optional:
+                return
+            kinds = (int,) if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or value != value or not valid(value):
+                kind = "an integer" if integer else "a number"
+                raise ValueError(f"profile field {name} must be {kind} {meaning}"
+                                 f"{' (or None)' if optional else ''}, got {value!r}")
+
+        check("epochs", True, lambda v: v >= 1, "of at least 1")
+        check("batch_size", True, lambda v: v >= 1, "of at least 1")
+        check("lr", False, lambda v: 0 < v < float("inf"), "above 0")
+        check("weight_decay", False, lambda v: 0 <= v < float("inf"), "of at least 0")
+        check("momentum", False, lambda v: 0 <= v < 1, "in [0, 1)")
+        check("label_smoothing", False, lambda v: 0 <= v < 1, "in [0, 1)")
+        check("warmup_fraction", False, lambda v: 0 <= v <= 1, "in [0, 1]")
+        check("train_subset", True, lambda v: v >= 1, "of at least 1", optional=True)
+        check("val_subset", True, lambda v: v >= 1, "of at least 1", optional=True)
+        check("test_subset", True, lambda v: v >= 1, "of at least 1", optional=True)
+        check("timing_rounds", True, lambda v: v >= 1, "of at least 1")
+        check("ema_decay", False, lambda v: 0 < v < 1, "in (0, 1)", optional=True)
+        check("low_resolution", True, lambda v: 8 <= v <= 32, "from 8 to 32 pixels", optional=True)
+        check("low_resolution_epochs", True, lambda v: 0 <= v <= self.epochs, "from 0 to epochs")
+        check("faithfulness_per_class", True, lambda v: v >= 1, "of at least 1")
+        if self.low_resolution_epochs and self.low_resolution is None:
+            raise ValueError("low_resolution must be set (8 to 32 pixels) when low_resolution_epochs is set")
+        if self.train_on not in ("train", "train+val"):
+            raise ValueError(f"train_on must be 'train' or 'train+val', got {self.train_on!r}")
+
+    def train_images(self) -> int:
+        """Training images seen per epoch under this profile."""
+        available = 50_000 if self.train_on == "train+val" else 45_000
+        return min(available, self.train_subset or available)
 
 
 PROFILES = {
@@ -83,6 +128,19 @@ PROFILES = {
         "ablation", "one run of an ablation grid on a 2-core CPU in under two minutes: ResNet-20 on "
         "a 12,000-image subset for 5 epochs, scored on the full 5,000-image validation split",
         epochs=5, batch_size=256, lr=0.4, warmup_fraction=0.2, train_subset=12_000),
+    "demo": Profile(
+        "demo", "a live mini ablation grid inside a chapter on a 2-core CPU: ResNet-20 on 3,000 "
+        "images for 2 epochs, scored on 2,000 validation images (a demonstration, not evidence)",
+        epochs=2, batch_size=256, lr=0.2, train_subset=3_000, val_subset=2_000),
+    "tiny": Profile(
+        "tiny", "a smoke test of every chapter (CI, the Colab-like check): ResNet-20 on 512 images "
+        "for 1 epoch, scored on 1,000 test images; the numbers it gives mean nothing",
+        epochs=1, batch_size=256, lr=0.2, train_subset=512, val_subset=500, test_subset=1_000,
+        live_grid="tiny", faithfulness_per_class=2, timing_rounds=2),
+    "gpu": Profile(
+        "gpu", "a chapter's training cell on a GPU (the default on CUDA, sized for a free Colab T4): "
+        "ResNet-20 for 15 epochs on the 45,000-image training split; live grids use the ablation profile",
+        epochs=15, batch_size=256, lr=0.4, warmup_fraction=0.2, live_grid="ablation"),
     "full": Profile(
         "full", "the complete recipe for a GPU: CIFAR ResNet-18 for 40 epochs on the 45,000-image "
         "training split, EMA of weights (not yet measured by this project; far too slow on a CPU)",
@@ -113,9 +171,9 @@ def choose_device(requested: str | torch.device | None = None) -> torch.device:
 
 
 def choose_profile(requested: str | None = None, device: torch.device | None = None) -> Profile:
-    """The requested profile, else $CBAM_TUTORIAL_PROFILE, else "full" on CUDA and "quick" otherwise."""
+    """The requested profile, else $CBAM_TUTORIAL_PROFILE, else "gpu" on CUDA and "quick" otherwise."""
     name = requested or os.environ.get(PROFILE_ENV) or (
-        "full" if device is not None and device.type == "cuda" else "quick")
+        "gpu" if device is not None and device.type == "cuda" else "quick")
     if name not in PROFILES:
         source = "" if requested else f" (from ${PROFILE_ENV})"
         raise ValueError(f"unknown profile {name!r}{source}; choose one of {', '.join(map(repr, PROFILES))}")
@@ -129,14 +187,27 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def cuda_supports_bf16() -> bool:
+    """True on GPUs that compute bf16 natively (compute capability 8.0 and later: A100, H100, ...).
+
+    A T4 (7.5) answers torch.cuda.is_bf16_supported() with True because it can emulate bf16,
+    slowly; here it counts as unsupported, so it trains in fp16 with a GradScaler.
+    """
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def choose_precision(device: torch.device, requested: str = "auto") -> str:
-    """bf16 where the device computes it fast, fp16 on older GPUs, fp32 otherwise."""
+    """bf16 where the device computes it natively, fp16 on older GPUs, fp32 otherwise."""
     if requested not in PRECISIONS:
         raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(map(repr, PRECISIONS))}")
+    if requested == "fp16" and device.type == "cpu":
+        warnings.warn("fp16 on a CPU is emulated and runs many times slower than bf16 or fp32; "
+                      "use precision='auto' (bf16 where the CPU supports it) unless you are testing the "
+                      "fp16 code path", RuntimeWarning, stacklevel=3)
     if requested != "auto":
         return requested
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cuda_supports_bf16() else "fp16"
     if device.type == "cpu" and cpu_supports_bf16():
         return "bf16"
     return "fp32"
@@ -201,9 +272,7 @@ def _progress_enabled(progress: bool | None) -> bool:
 
 
 def _save_atomically(payload: dict, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    write_atomically(path, lambda handle: torch.save(payload, handle))
 
 
 def _load_checkpoint(path: Path, config: dict) -> dict | None:
@@ -222,6 +291,35 @@ def _load_checkpoint(path: Path, config: dict) -> dict | None:
     return checkpoint
 
 
+def resolve_profile(profile: str | Profile | None, device: torch.device, overrides: dict) -> Profile:
+    """The named (or chosen) profile with `overrides` replacing single fields, validated."""
+    chosen = profile if isinstance(profile, Profile) else choose_profile(profile, device)
+    if overrides:
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Profile)})
+        if unknown:
+            raise ValueError(f"unknown profile field(s) {unknown}; valid: "
+                             f"{', '.join(f.name for f in dataclasses.fields(Profile))}")
+        chosen = dataclasses.replace(chosen, **overrides)
+    return chosen
+
+
+def run_config(model_name: str | None = None, attention: str | None = None, *, profile: str | None = None,
+               seed: int = 0, device: str | torch.device | None = None, precision: str = "auto",
+               attention_options: dict | None = None, data_source: str | None = None, **overrides) -> dict:
+    """Every setting of a training run, resolved and checked as train() resolves it, without
+    training: what a checkpoint must match to be resumed, and what a results file keys runs by."""
+    device = device if isinstance(device, torch.device) else choose_device(device)
+    chosen = resolve_profile(profile, device, overrides)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    config = {"model": model_name or chosen.model, "attention": attention,
+              "attention_options": dict(attention_options or {}), "profile": dataclasses.asdict(chosen),
+              "seed": seed, "precision": choose_precision(device, precision), "device_type": device.type,
+              "data_source": data_source}
+    config["profile"]["seeds"] = list(chosen.seeds)
+    return config
+
+
 def train(model_name: str | None = None, attention: str | None = None, *, profile: str | None = None,
           seed: int = 0, device: str | None = None, precision: str = "auto", data: Cifar10 | None = None,
           out_dir: str | Path | None = None, progress: bool | None = None, test_curve: bool = False,
@@ -231,7 +329,7 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     Args:
         model_name: "resnet20", "resnet56" or "resnet18" (default: the profile's model).
         attention: None, "se", "cbam", "cam" or "sam"; attention_options go to its modules.
-        profile: "quick", "cpu" or "full" (default: see choose_profile); `overrides` replace
+        profile: a name of PROFILES (default: see choose_profile); `overrides` replace
             single fields of it, e.g. epochs=3.
         seed: fixes initial weights, batch order and augmentation.
         device, precision: "auto" by default (see choose_device, choose_precision).
@@ -248,36 +346,29 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     "test" (final evaluations), "parameters", "flops", "data" (which copy) and "model".
     """
     device = choose_device(device)
-    chosen = choose_profile(profile, device)
-    if overrides:
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Profile)})
-        if unknown:
-            raise ValueError(f"unknown profile field(s) {unknown}; valid: "
-                             f"{', '.join(f.name for f in dataclasses.fields(Profile))}")
-        chosen = dataclasses.replace(chosen, **overrides)
-    if chosen.low_resolution_epochs and not (chosen.low_resolution and 8 <= chosen.low_resolution <= 32):
-        raise ValueError(f"low_resolution must be between 8 and 32 pixels when low_resolution_epochs is set, "
-                         f"got {chosen.low_resolution!r}")
-    if chosen.train_on not in ("train", "train+val"):
-        raise ValueError(f"train_on must be 'train' or 'train+val', got {chosen.train_on!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    precision = choose_precision(device, precision)
-    model_name = model_name or chosen.model
-    attention_options = dict(attention_options or {})
+    # every setting is checked before the data are loaded or anything is trained
+    config = run_config(model_name, attention, profile=profile, seed=seed, device=device, precision=precision,
+                        attention_options=attention_options, **overrides)
+    chosen = resolve_profile(profile, device, overrides)
+    data = data if data is not None else load_cifar10()
+    config["data_source"] = data.copy.get("source")
+    precision, model_name, attention_options = config["precision"], config["model"], config["attention_options"]
     if device.type == "cpu":
         keep_freed_memory()
 
-    data = data if data is not None else load_cifar10()
     train_split, val_split = data.split()
     holdout = chosen.train_on == "train"
     if not holdout:
         train_split = data.train_all()
     train_split = _subset(train_split, chosen.train_subset, seed=1)
+    if len(train_split) == 0:
+        raise ValueError("the training split is empty: this copy of CIFAR-10 has no training images beyond "
+                         "the 5,000-image validation split; train on a complete copy or with train_on='train+val'")
     val_split = _subset(val_split, chosen.val_subset, seed=2)
     train_loader = TensorLoader(train_split.images, train_split.labels, chosen.batch_size, True, device, seed)
     val_loader = TensorLoader(val_split.images, val_split.labels, 500, False, device)
-    test_loader = TensorLoader(data.test_images, data.test_labels, 500, False, device)
+    test_split = _subset(Split(data.test_images, data.test_labels), chosen.test_subset, seed=3)
+    test_loader = TensorLoader(test_split.images, test_split.labels, 500, False, device)
 
     torch.manual_seed(seed)
     model = build_model(model_name, attention, **attention_options)
@@ -293,15 +384,12 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(chosen.ema_decay), use_buffers=True)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=chosen.label_smoothing)
 
-    config = {"model": model_name, "attention": attention, "attention_options": attention_options,
-              "profile": dataclasses.asdict(chosen), "seed": seed, "precision": precision,
-              "device_type": device.type, "data_source": data.copy.get("source")}
-    config["profile"]["seeds"] = list(chosen.seeds)
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint_path = out_dir / "checkpoint.pt" if out_dir else None
     history, start_epoch = [], 0
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("checkpoint.pt", "metrics.json"):  # before training, not after the first epoch
+            ensure_writable_file(out_dir / name)
         checkpoint = _load_checkpoint(checkpoint_path, config)
         if checkpoint is not None:
             model.load_state_dict(checkpoint["model"])
@@ -414,9 +502,8 @@ def _log_training(result: dict, images_per_epoch: int, val_images: int, test_ima
 def write_metrics(result: dict, path: Path) -> None:
     """The result without the model object, as JSON, written atomically."""
     plain = {key: value for key, value in result.items() if key != "model"}
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(plain, indent=2))
-    os.replace(temporary, path)
+    text = json.dumps(plain, indent=2)
+    write_atomically(path, lambda handle: handle.write(text.encode()))
 
 
 def load_model(out_dir: str | Path, device: str | None = None) -> nn.Module:

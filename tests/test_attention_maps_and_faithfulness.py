@@ -69,7 +69,7 @@ def test_insertion_curve_ends_at_the_image_and_starts_blurred():
 
 
 def test_faithful_map_beats_random_on_deletion():
-    from tests.test_gradcam import QuadrantNet
+    from cbam_test_models import QuadrantNet
     from cbam_tutorial.gradcam import grad_cam
 
     model = QuadrantNet()

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from cbam_tutorial.models import build_model
+from cbam_test_models import QuadrantNet
 from cbam_tutorial.gradcam import default_layer, grad_cam
+from cbam_tutorial.models import build_model
 
 library = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
@@ -52,27 +53,6 @@ def test_predicted_class_by_default_matches_library():
     np.testing.assert_allclose(ours.maps.numpy(), library_cam(model, "stages.2", images, None), atol=2e-4)
     probabilities = model(images).softmax(1).gather(1, ours.targets[:, None])[:, 0]
     torch.testing.assert_close(ours.probabilities, probabilities.detach())
-
-
-class QuadrantNet(nn.Module):
-    """Class 1 is scored only from the top-left quadrant, class 0 only from the bottom-right.
-
-    `features` puts the image's brightness of each quadrant into its own channel
-    (B, 4, H, W); the head reads channel 0 for class 1 and channel 3 for class 0.
-    """
-
-    def __init__(self, size: int = 16) -> None:
-        super().__init__()
-        masks = torch.zeros(4, size, size)
-        half = size // 2
-        masks[0, :half, :half] = masks[1, :half, half:] = masks[2, half:, :half] = masks[3, half:, half:] = 1
-        self.register_buffer("masks", masks)
-        self.features = nn.Identity()
-
-    def forward(self, x):
-        quadrants = self.features(x.mean(1, keepdim=True) * self.masks)  # (B, 4, H, W)
-        pooled = quadrants.mean(dim=(2, 3))
-        return torch.stack([pooled[:, 3], pooled[:, 0]], dim=1)
 
 
 def test_known_evidence_lights_up_its_quadrant():

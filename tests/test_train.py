@@ -117,18 +117,20 @@ def test_recipe_pieces():
 def test_profile_choice(monkeypatch):
     monkeypatch.delenv(engine.PROFILE_ENV, raising=False)
     assert choose_profile(None, torch.device("cpu")).name == "quick"
-    assert choose_profile(None, torch.device("cuda")).name == "full"
+    assert choose_profile(None, torch.device("cuda")).name == "gpu"
     monkeypatch.setenv(engine.PROFILE_ENV, "cpu")
     assert choose_profile(None, torch.device("cpu")).name == "cpu"
     assert choose_profile("quick", torch.device("cpu")).name == "quick"
     monkeypatch.setenv(engine.PROFILE_ENV, "huge")
     with pytest.raises(ValueError, match=r"unknown profile 'huge' \(from \$CBAM_TUTORIAL_PROFILE\); choose one of"):
         choose_profile(None, torch.device("cpu"))
-    assert set(PROFILES) == {"quick", "cpu", "ablation", "full"}
+    assert set(PROFILES) == {"quick", "cpu", "ablation", "demo", "tiny", "gpu", "full"}
+    for profile in PROFILES.values():
+        assert profile.live_grid in PROFILES  # a chapter's live grid runs in a profile that exists
 
 
 def test_bad_settings(cifar10):
-    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'cpu', 'ablation', 'full'"):
+    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'cpu', 'ablation', 'demo', 'tiny', 'gpu', 'full'"):
         train("resnet20", profile="slow", data=cifar10)
     with pytest.raises(ValueError, match="unknown model 'vgg16'"):
         train("vgg16", profile="quick", data=cifar10, epochs=1)
@@ -178,7 +180,7 @@ def test_progressive_resizing_and_training_log(cifar10, tmp_path, monkeypatch):
     assert lines == [{"model": "resnet20", "attention": None, "profile": "quick", "epochs": 2,
                       "train_images_seen": 2 * 1024, "evaluated_images": 500 + 10000,
                       "forward_flops_per_image": result["flops"], "train_seconds": result["train_seconds"]}]
-    with pytest.raises(ValueError, match="low_resolution must be between 8 and 32"):
+    with pytest.raises(ValueError, match="low_resolution must be an integer from 8 to 32 pixels"):
         train("resnet20", None, data=cifar10, low_resolution=40, low_resolution_epochs=1, **TINY)
 
 
@@ -186,3 +188,18 @@ def test_on_epoch_can_stop_training(cifar10):
     records = []
     result = train("resnet20", None, data=cifar10, on_epoch=lambda r: records.append(r) or False, **TINY)
     assert result["stopped_early"] and len(result["history"]) == 1 and records[0]["epoch"] == 1
+
+
+def test_every_chapter_trains_at_most_five_minutes_on_a_t4_by_the_estimate():
+    """The estimate (not a measurement): counted FLOPs at 10% of a T4's stated fp16 peak."""
+    from cbam_tutorial.ablation import GRIDS
+    from cbam_tutorial.cost import count_flops, gpu_seconds_estimate, run_flops
+
+    gpu = PROFILES["gpu"]
+    cbam = count_flops(build_model("resnet20", "cbam"))
+    # chapters 5 and 9 train three models in the gpu profile; 6 to 8 one run per grid
+    # configuration in its live-grid profile (8's arrangement grid is the largest, 5 runs)
+    chapter_5 = 3 * gpu_seconds_estimate(run_flops(cbam, gpu))
+    chapter_8 = len(GRIDS["arrangement"]) * gpu_seconds_estimate(run_flops(cbam, PROFILES[gpu.live_grid]))
+    print(f"T4 training estimate: chapters 5 and 9 {chapter_5:.0f} s, chapter 8 {chapter_8:.0f} s")
+    assert chapter_5 <= 300 and chapter_8 <= 300
