@@ -8,7 +8,10 @@ from pathlib import Path
 
 from .attention import ARRANGEMENTS, CHANNEL_POOLINGS, SPATIAL_POOLINGS
 from .data import DataError, load_cifar10
+from .ledger import LedgerBusy
 from .models import MODEL_NAMES
+from .runner import GridFailures
+from .storage import StorageError, ensure_writable_file
 from .train import PRECISIONS, PROFILES
 
 
@@ -41,6 +44,8 @@ def _ablate(args) -> int:
     from .ablation import run_grid, summarize
 
     overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    if args.figure:
+        ensure_writable_file(Path(args.figure))  # now, not after hours of training
     records = run_grid(args.grid, args.seeds, args.profile, args.out, workers=args.workers, **overrides)
     metric = "val" if all(r.get("val") for r in records) else "test"
     import pandas as pd
@@ -146,10 +151,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, DataError, FileNotFoundError) as error:
+    except (ValueError, DataError, FileNotFoundError) as error:  # what was asked for cannot be done
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (StorageError, LedgerBusy, GridFailures) as error:  # the work met a problem it names
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # the engine and the runner have said what is kept and how to resume
         return 130
 
 

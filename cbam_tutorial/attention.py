@@ -47,12 +47,17 @@ def check_feature_map(x: torch.Tensor, channels: int | None = None) -> None:
         )
 
 
+def _is_integer(value) -> bool:
+    """An int and not a bool (True would otherwise pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def reduced_channels(channels: int, reduction: int, rounding: str = "floor") -> int:
     """Width of the bottleneck of the channel MLP: C // r ("floor") or round(C / r) ("nearest")."""
     _check_choice("hidden_rounding", rounding, HIDDEN_ROUNDINGS)
-    if not isinstance(channels, int) or channels < 1:
+    if not _is_integer(channels) or channels < 1:
         raise ValueError(f"channels must be a positive integer, got {channels!r}")
-    if not isinstance(reduction, int) or reduction < 1:
+    if not _is_integer(reduction) or reduction < 1:
         raise ValueError(f"reduction must be a positive integer, got {reduction!r}")
     if reduction > channels:
         raise ValueError(
@@ -176,7 +181,7 @@ class SpatialAttention(_RecordsAttention):
         super().__init__()
         _check_choice("spatial pooling", pooling, SPATIAL_POOLINGS)
         _check_choice("map_order", map_order, MAP_ORDERS)
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        if not _is_integer(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(
                 f"kernel_size must be a positive odd integer (e.g. 3 or 7) so that padding "
                 f"k // 2 keeps the map's size, got {kernel_size!r}"
@@ -311,10 +316,12 @@ def build_attention(name: str | None, channels: int, **options) -> nn.Module | N
             raise ValueError(f"attention=None takes no attention options, got {sorted(options)}")
         return None
     options = dict(options)
-    if name == "cam" and "channel_pooling" in options:
-        options["pooling"] = options.pop("channel_pooling")
-    if name == "sam" and "spatial_pooling" in options:
-        options["pooling"] = options.pop("spatial_pooling")
+    for module_name, alias in (("cam", "channel_pooling"), ("sam", "spatial_pooling")):
+        if name == module_name and alias in options:
+            if "pooling" in options and options["pooling"] != options[alias]:
+                raise ValueError(f"attention {name!r} was given two poolings, pooling={options['pooling']!r} and "
+                                 f"{alias}={options[alias]!r}; give one of them")
+            options["pooling"] = options.pop(alias)
     module_class = {"se": SEBlock, "cam": ChannelAttention, "sam": SpatialAttention, "cbam": CBAM}[name]
     accepted = [p for p in inspect.signature(module_class).parameters if p != "channels"]
     unknown = sorted(set(options) - set(accepted))

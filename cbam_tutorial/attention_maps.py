@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .images import check_model_input
 from .models import attention_modules
 
 
@@ -18,6 +19,7 @@ def extract_attention(model: nn.Module, images: torch.Tensor) -> dict[str, dict[
     The model runs once in eval mode without gradients; its mode and the modules'
     keep_attention flags are restored afterwards.
     """
+    check_model_input(images)
     modules = attention_modules(model)
     if not modules:
         raise ValueError("the model has no attention modules; build it with attention='cbam', "

@@ -20,10 +20,13 @@ import hashlib
 import io
 import os
 import tarfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .storage import ensure_folder, write_atomically
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TRAIN_PER_CLASS, TEST_PER_CLASS = 5000, 1000
@@ -213,25 +216,42 @@ def _cache_path(root: Path, source: str) -> Path:
     return Path(root) / f"cifar10-{source}.npz"
 
 
+def _content_digest(data: Cifar10) -> str:
+    """sha256 of the arrays themselves: a cache whose pixels or labels were altered is noticed."""
+    digest = hashlib.sha256()
+    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
 def _write_cache(data: Cifar10, root: Path) -> None:
-    path = _cache_path(root, data.copy["source"])
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, train_images=data.train_images, train_labels=data.train_labels,
-             test_images=data.test_images, test_labels=data.test_labels,
-             copy=np.asarray(repr(sorted(data.copy.items()))))
-    os.replace(temporary, path)
+    def write(handle):
+        np.savez(handle, train_images=data.train_images, train_labels=data.train_labels,
+                 test_images=data.test_images, test_labels=data.test_labels,
+                 copy=np.asarray(repr(sorted(data.copy.items()))), content_sha256=np.asarray(_content_digest(data)))
+
+    write_atomically(_cache_path(root, data.copy["source"]), write)
 
 
-def _read_cache(path: Path) -> Cifar10 | None:
+def _read_cache(path: Path) -> tuple[Cifar10 | None, str | None]:
+    """(data, None) from a sound cache, or (None, what is wrong with it)."""
     try:
         with np.load(path) as arrays:
             copy = dict(ast.literal_eval(str(arrays["copy"])))
             data = Cifar10(arrays["train_images"], arrays["train_labels"],
                            arrays["test_images"], arrays["test_labels"], copy=copy)
+            recorded = str(arrays["content_sha256"]) if "content_sha256" in arrays.files else None
+    except Exception as error:  # torn, truncated, not an npz at all
+        return None, f"it cannot be read ({type(error).__name__}: {error})"
+    try:
         check_arrays(data)
-        return data
-    except Exception:  # a torn or stale cache is rebuilt from its source
-        return None
+    except DataError as error:
+        return None, str(error)
+    if recorded is None:
+        return None, "it was written by an older version without a checksum"
+    if _content_digest(data) != recorded:
+        return None, "its images or labels no longer match the checksum written with them (altered)"
+    return data, None
 
 
 def _choose_source(root: Path, source: str) -> str:
@@ -254,19 +274,25 @@ def load_cifar10(root: str | Path = DEFAULT_ROOT, source: str = "auto") -> Cifar
     """
     if source not in ("auto", "original", "jpeg-offline"):
         raise ValueError(f"unknown source {source!r}; choose one of 'auto', 'original', 'jpeg-offline'")
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = ensure_folder(Path(root))
     source = _choose_source(root, source)
     cache = _cache_path(root, source)
     if cache.is_file():
-        data = _read_cache(cache)
+        data, problem = _read_cache(cache)
+        if data is not None and source == "jpeg-offline":
+            archive = find_archive(root)
+            if archive is not None and _sha256(archive) != data.copy.get("sha256"):
+                data, problem = None, f"it was made from another archive than {archive}"
         if data is not None:
             return data
+        warnings.warn(f"the CIFAR-10 cache {cache} is not usable: {problem}; rebuilding it from its source",
+                      RuntimeWarning, stacklevel=2)
     if source == "jpeg-offline":
         archive = find_archive(root)
         if archive is None:
-            raise DataError(f"no offline CIFAR-10 archive found: set {ARCHIVE_ENV} to the path of "
-                            f"{ARCHIVE_NAME} or copy it to {root / ARCHIVE_NAME}")
+            unusable = f"the cache {cache} is not usable and " if cache.is_file() else ""
+            raise DataError(f"{unusable}no offline CIFAR-10 archive was found to build it from: set "
+                            f"{ARCHIVE_ENV} to the path of {ARCHIVE_NAME} or copy it to {root / ARCHIVE_NAME}")
         data = read_image_folder_archive(archive)
     else:
         try:

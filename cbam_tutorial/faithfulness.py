@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .images import check_model_input
+
 MODES = ("deletion", "insertion")
 
 
@@ -58,6 +60,7 @@ def saliency_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, 
             after standardisation) or "insertion" (pixels copied into a blurred image).
     Returns (B, steps + 1) probabilities, column 0 before any change.
     """
+    check_model_input(images)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose 'deletion' or 'insertion'")
     batch, _, height, width = images.shape

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .images import check_model_input
+
 
 @dataclass
 class GradCAMResult:
@@ -78,8 +80,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target=None, layer: str | N
             sequence of B class indices.
         layer: a name from model.named_modules() (default: default_layer(model)).
     """
-    if images.dim() != 4:
-        raise ValueError(f"images must be a batch (B, 3, H, W), got shape {tuple(images.shape)}")
+    check_model_input(images)
     layer = layer or default_layer(model)
     module = find_layer(model, layer)
     captured = {}

@@ -13,17 +13,26 @@ from cbam_tutorial.ablation import (GRIDS, append_record, expand_grid, mean_inte
 from cbam_tutorial.models import build_model
 
 
+class StandInData:
+    """What the runner reads of a loaded data set: which copy it is (no images needed here)."""
+
+    copy = {"source": "synthetic", "sha256": "0" * 64}
+
+
+DATA = StandInData()
+
+
 def fake_trainer(config, seed, profile, threads, overrides):
     """A stand-in for training: a record whose accuracy is a known function of the run."""
     accuracy = 0.5 + 0.01 * len(config.name) / 10 + 0.001 * seed
-    return {"key": ablation.run_key(config.name, seed, profile), "configuration": {"name": config.name},
-            "seed": seed, "profile": profile, "val": {"accuracy": accuracy}, "test": {"accuracy": accuracy}}
+    return {"configuration": {"name": config.name}, "seed": seed, "profile": profile,
+            "val": {"accuracy": accuracy}, "test": {"accuracy": accuracy}}
 
 
 def rendezvous_trainer(config, seed, profile, threads, overrides):
     """Announce this worker, then wait until two distinct workers have announced themselves:
     passes only if two runs are in progress at the same time."""
-    folder = overrides["rendezvous"]
+    folder = os.environ["RENDEZVOUS"]  # inherited by the spawned workers
     open(os.path.join(folder, f"{os.getpid()}.pid"), "w").close()
     deadline = time.time() + 120
     while len([f for f in os.listdir(folder) if f.endswith(".pid")]) < 2:
@@ -66,8 +75,9 @@ def test_resume_after_a_killed_run_repeats_nothing_and_loses_nothing(tmp_path):
         return fake_trainer(config, seed, profile, threads, overrides)
 
     with pytest.raises(KeyboardInterrupt):
-        run_grid("pooling", 2, "quick", out, trainer=dies_on_third_run, log=lambda *_: None)
-    assert [r["key"] for r in read_records(out)] == ["quick/baseline/seed=0", "quick/baseline/seed=1"]
+        run_grid("pooling", 2, "quick", out, trainer=dies_on_third_run, log=lambda *_: None, data=DATA)
+    assert [(r["configuration"]["name"], r["seed"]) for r in read_records(out)] == [("baseline", 0), ("baseline", 1)]
+    assert all(r["key"].startswith(f"quick/baseline/seed={r['seed']}/") for r in read_records(out))
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
     resumed = []
@@ -76,7 +86,7 @@ def test_resume_after_a_killed_run_repeats_nothing_and_loses_nothing(tmp_path):
         resumed.append((config.name, seed))
         return fake_trainer(config, seed, profile, threads, overrides)
 
-    records = run_grid("pooling", 2, "quick", out, trainer=records_calls, log=lambda *_: None)
+    records = run_grid("pooling", 2, "quick", out, trainer=records_calls, log=lambda *_: None, data=DATA)
     assert ("baseline", 0) not in resumed and ("baseline", 1) not in resumed
     assert len(resumed) == 6
     keys = [r["key"] for r in records]
@@ -85,31 +95,39 @@ def test_resume_after_a_killed_run_repeats_nothing_and_loses_nothing(tmp_path):
     assert all(json.loads(line) for line in out.read_text().splitlines())
 
 
-def test_a_crash_while_writing_leaves_the_old_file_whole(tmp_path, monkeypatch):
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     out = tmp_path / "r.jsonl"
-    append_record(out, {"key": "a"})
+    append_record(out, {"key": "a", "configuration": {"name": "a"}, "seed": 0})
+    before = out.read_bytes()
+    real_write = os.write
 
-    def crash(*args, **kwargs):
-        raise OSError("disk gone")
+    def half_then_full_disk(descriptor, data):
+        real_write(descriptor, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
-        append_record(out, {"key": "b"})
+    monkeypatch.setattr(os, "write", half_then_full_disk)
+    with pytest.raises(OSError, match="the disk is full"):
+        append_record(out, {"key": "b", "configuration": {"name": "b"}, "seed": 0})
     monkeypatch.undo()
-    assert read_records(out) == [{"key": "a"}]
+    assert out.read_bytes() == before  # cut back: no half line left
 
 
-def test_a_foreign_file_is_not_mistaken_for_results(tmp_path):
+def test_a_torn_or_foreign_line_is_set_aside_with_its_line_number(tmp_path):
     out = tmp_path / "r.jsonl"
-    out.write_text('{"key": "a"}\n{"key": ')
-    with pytest.raises(ValueError, match="line 2, is not a complete JSON record"):
-        read_records(out)
+    out.write_text('{"key": "a", "configuration": {"name": "a"}, "seed": 0}\n[1, 2]\n{"key": ')
+    with pytest.warns(RuntimeWarning) as caught:
+        records = read_records(out)
+    assert [r["key"] for r in records] == ["a"]
+    messages = [str(w.message) for w in caught]
+    assert any("line 2: set aside, JSON that is not a record" in m for m in messages)
+    assert any("line 3: set aside, an incomplete record" in m for m in messages)
 
 
-def test_two_workers_share_the_grid(tmp_path):
+def test_two_workers_share_the_grid(tmp_path, monkeypatch):
     out = tmp_path / "arrangement.jsonl"
+    monkeypatch.setenv("RENDEZVOUS", str(tmp_path))
     records = run_grid("arrangement", 2, "quick", out, workers=2, trainer=rendezvous_trainer,
-                       log=lambda *_: None, rendezvous=str(tmp_path))
+                       log=lambda *_: None, data=DATA)
     assert len(records) == 10 and len({r["key"] for r in records}) == 10
     assert len({r["pid"] for r in records}) == 2 and os.getpid() not in {r["pid"] for r in records}
     assert {r["threads"] for r in records} == {max(1, (os.cpu_count() or 1) // 2)}
@@ -160,7 +178,7 @@ def test_a_real_record_keeps_training_settings_and_grid_configuration(monkeypatc
     config = GRIDS["pooling"][1]
     record = ablation._train_one(config, 2, "quick", None, {})
     assert record["configuration"]["name"] == "cam avg" and record["config"]["attention"] == "cam"
-    assert record["key"] == "quick/cam avg/seed=2" and "model" not in record
+    assert record["profile"] == "quick" and record["seed"] == 2 and "model" not in record
     assert summarize([record]).loc["cam avg", "accuracy %"] == 60.0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -128,7 +129,8 @@ def test_chapter_runs_in_a_fresh_colab_runtime(chapter, colab, monkeypatch):
     try:
         client.execute()
     except Exception as error:  # CellExecutionError and kernel deaths alike: say which cell
-        pytest.fail(f"{chapter.name} failed in the Colab-like environment:\n{error}"[:6000], pytrace=False)
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # IPython 7 colours its tracebacks
+        pytest.fail(f"{chapter.name} failed in the Colab-like environment:\n{plain}"[-6000:], pytrace=False)
     problems = errors_in(notebook)
     assert not problems, "\n".join(problems)
 
