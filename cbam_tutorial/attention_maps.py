@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .images import check_model_input
-from .models import attention_modules
+from .models import attention_modules, evaluation_mode
 
 
 def extract_attention(model: nn.Module, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -25,12 +25,10 @@ def extract_attention(model: nn.Module, images: torch.Tensor) -> dict[str, dict[
         raise ValueError("the model has no attention modules; build it with attention='cbam', "
                          "'se', 'cam' or 'sam'")
     saved = {name: module.keep_attention for name, module in modules.items()}
-    was_training = model.training
     try:
         for module in modules.values():
             module.keep_attention, module.last_attention = True, None
-        model.eval()
-        with torch.no_grad():
+        with evaluation_mode(model), torch.no_grad():
             model(images)
         maps = {}
         for name, module in modules.items():
@@ -42,6 +40,5 @@ def extract_attention(model: nn.Module, images: torch.Tensor) -> dict[str, dict[
                 maps[name]["spatial"] = weights["spatial"].float()[:, 0].cpu()
         return maps
     finally:
-        model.train(was_training)
         for name, module in modules.items():
             module.keep_attention, module.last_attention = saved[name], None

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models import build_model
+from .models import build_model, evaluation_mode
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -22,13 +22,8 @@ def count_parameters(model: nn.Module) -> int:
 
 def count_flops(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
     """FLOPs of one forward pass in eval mode on a zero input of `input_size` (B, C, H, W)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(input_size))
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(input_size))
     return counter.get_total_flops()
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .images import check_model_input
+from .models import evaluation_mode
 
 MODES = ("deletion", "insertion")
 
@@ -75,17 +76,12 @@ def saliency_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, 
     rank.scatter_(1, order, torch.arange(height * width, device=order.device).expand(batch, -1))
     rank = rank.view(batch, 1, height, width)
     start, end = (images, torch.zeros_like(images)) if mode == "deletion" else (blurred(images), images)
-    was_training = model.training
-    model.eval()
     curves = []
-    try:
-        with torch.no_grad():
-            for step in range(steps + 1):
-                changed = rank < round(step / steps * height * width)  # (B, 1, H, W)
-                probabilities = model(torch.where(changed, end, start)).float().softmax(1)
-                curves.append(probabilities.gather(1, targets.view(-1, 1))[:, 0])
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), torch.no_grad():
+        for step in range(steps + 1):
+            changed = rank < round(step / steps * height * width)  # (B, 1, H, W)
+            probabilities = model(torch.where(changed, end, start)).float().softmax(1)
+            curves.append(probabilities.gather(1, targets.view(-1, 1))[:, 0])
     return torch.stack(curves, dim=1)
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .images import check_model_input
+from .models import evaluation_mode
 
 
 @dataclass
@@ -88,11 +89,9 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target=None, layer: str | N
     def keep_output(_module, _inputs, output):
         captured["activation"] = output
 
-    was_training = model.training
     handle = module.register_forward_hook(keep_output)
     try:
-        model.eval()
-        with torch.enable_grad():
+        with evaluation_mode(model), torch.enable_grad():
             # a model without trainable parameters would give the layer output no graph
             inputs = images.detach().requires_grad_(True)
             logits = model(inputs)
@@ -117,4 +116,3 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target=None, layer: str | N
         return GradCAMResult(maps, targets, probabilities, logits.detach(), layer)
     finally:
         handle.remove()
-        model.train(was_training)

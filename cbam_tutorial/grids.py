@@ -93,3 +93,8 @@ def grid_records(records: list[dict], grid: str) -> list[dict]:
         raise ValueError(f"unknown grid {grid!r}; choose one of {', '.join(map(repr, GRIDS))}")
     names = {config.name for config in GRIDS[grid]}
     return [record for record in records if record["configuration"]["name"] in names]
+
+
+# The paper's own reference row in each table: what each of its ablations changes from.
+PAPER_REFERENCE_ROWS = {"pooling": "cam avg", "spatial": "cam avg+max", "arrangement": "cbam avg+max k=7"}
+PAPER_TABLES = {"pooling": paper.CHANNEL_POOLING, "spatial": paper.SPATIAL, "arrangement": paper.ARRANGEMENT}

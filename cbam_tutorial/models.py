@@ -17,6 +17,8 @@ branch, before the shortcut is added. Every block keeps it as `block.attention`.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -162,3 +164,16 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
         if isinstance(getattr(module, "attention", None), nn.Module)
         and not isinstance(module, nn.Sequential)
     }
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module):
+    """Run the block with `model` in eval mode, then give every submodule the mode it had
+    (even when the block fails), so that helpers never leave a model in another mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -34,7 +34,7 @@ from .allocator import keep_freed_memory
 from .cost import count_flops, count_parameters
 from .data import Cifar10, Split, load_cifar10
 from .loader import TensorLoader
-from .models import build_model
+from .models import build_model, evaluation_mode
 from .provenance import provenance
 from .storage import ensure_writable_file, write_atomically
 
@@ -239,19 +239,17 @@ def one_cycle_lr(step: int, total_steps: int, peak: float, warmup_fraction: floa
 def evaluate(model: nn.Module, loader: TensorLoader, precision: str = "fp32", flip_tta: bool = True) -> dict:
     """Mean cross-entropy and accuracy over `loader`; with flip_tta, logits of the image and
     its mirror image are averaged."""
-    was_training = model.training
-    model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    for images, labels in loader.epoch(0):
-        with _autocast(loader.device, precision):
-            logits = model(images)
-            if flip_tta:
-                logits = (logits + model(images.flip(3))) / 2
-        logits = logits.float()
-        total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(1) == labels).sum().item()
-        count += len(labels)
-    model.train(was_training)
+    with evaluation_mode(model):
+        for images, labels in loader.epoch(0):
+            with _autocast(loader.device, precision):
+                logits = model(images)
+                if flip_tta:
+                    logits = (logits + model(images.flip(3))) / 2
+            logits = logits.float()
+            total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+            count += len(labels)
     return {"loss": total_loss / count, "accuracy": correct / count}
 
 

@@ -150,14 +150,20 @@ def configuration_cost(pooling: str = "avg+max", kernel_size: int = 7, arrangeme
 class AblationLab:
     """Choose CBAM's options; see its cost at once; train it briefly with a live curve.
 
-    Training runs in a background thread so that the Stop button stays responsive; it uses
-    the quick profile, shortened by `epochs` and `train_subset` (see train.train).
+    Training runs in a background thread so that the Stop button stays responsive, in
+    `profile` (default: the live-grid profile of the profile chosen for this device), with
+    `overrides` of its fields if given (e.g. epochs=3; see train.train).
     """
 
-    def __init__(self, data=None, epochs: int = 3, train_subset: int = 4000, model_name: str = "resnet20") -> None:
+    def __init__(self, data=None, profile: str | None = None, model_name: str = "resnet20", **overrides) -> None:
+        from .train import PROFILES, choose_device, choose_profile
+
         w = _widgets()
         self.data, self.model_name = data, model_name
-        self.training_options = dict(epochs=epochs, train_subset=train_subset, val_subset=1000)
+        self.profile = profile or choose_profile(device=choose_device()).live_grid
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose one of {', '.join(map(repr, PROFILES))}")
+        self.training_options = dict(overrides)
         self.pooling = w.Dropdown(options=["avg+max", "avg", "max"], value="avg+max", description="pooling")
         self.kernel_size = w.Dropdown(options=[3, 5, 7], value=7, description="kernel")
         self.arrangement = w.Dropdown(options=["channel-spatial", "spatial-channel", "parallel"],
@@ -210,6 +216,7 @@ class AblationLab:
 
     def snapshot(self):
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         with book_style():
             fig, ax = plt.subplots(figsize=(5, 3))
@@ -217,6 +224,7 @@ class AblationLab:
                 ax.plot([h["epoch"] for h in self.history], [100 * h["val_accuracy"] for h in self.history],
                         marker="o", color=PALETTE[0])
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.5
             ax.set_ylabel("validation accuracy (%)")
             r = self.result
             ax.set_title(f"CBAM {self.arrangement.value}, {self.pooling.value}, k={self.kernel_size.value}, "
@@ -229,7 +237,7 @@ class AblationLab:
         from .train import train
 
         try:
-            result = train(self.model_name, "cbam", profile="quick", data=self.data, progress=False,
+            result = train(self.model_name, "cbam", profile=self.profile, data=self.data, progress=False,
                            attention_options=dict(channel_pooling=options["pooling"],
                                                   kernel_size=options["kernel_size"],
                                                   arrangement=options["arrangement"],

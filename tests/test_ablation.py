@@ -198,3 +198,50 @@ def test_verdicts_and_grid_filter_by_hand():
     assert "single seed" in single["cam avg"]
     with pytest.raises(ValueError, match="unknown grid"):
         grid_records(records, "kernels")
+
+
+def test_comparisons_are_data_and_sentences_are_rendered_from_them():
+    from cbam_tutorial.ablation import Outcome, compare
+
+    scores = {"baseline": [0.90, 0.92, 0.91], "cam avg": [0.93, 0.95, 0.94], "cam max": [0.92, 0.90, 0.91],
+              "se": [0.95]}
+    records = [{"configuration": {"name": name}, "seed": seed, "val": {"accuracy": value}}
+               for name, values in scores.items() for seed, value in enumerate(values)]
+    outcomes = {c.configuration: c for c in compare(summarize(records))}
+    assert outcomes["cam avg"].outcome is Outcome.BETTER and outcomes["cam avg"].difference == pytest.approx(3.0)
+    assert outcomes["cam avg"].seeds == 3 and outcomes["cam avg"].half_width == pytest.approx(0.0, abs=1e-9)
+    assert outcomes["cam max"].outcome is Outcome.WITHIN and not outcomes["cam max"].outcome.resolved
+    assert outcomes["se"].outcome is Outcome.NO_INTERVAL
+    assert "better than baseline beyond the seed spread" in outcomes["cam avg"].sentence()
+
+
+def test_the_ablation_report_shows_reference_instead_of_nan_and_computes_its_conclusion():
+    from cbam_tutorial.report import REFERENCE, ablation_report
+
+    scores = {"baseline": [0.90, 0.92, 0.91], "cam avg": [0.93, 0.95, 0.94], "cam max": [0.92, 0.90, 0.91],
+              "cam avg+max": [0.91, 0.94, 0.91]}
+    records = [{"configuration": {"name": name}, "seed": seed, "val": {"accuracy": value}, "profile": "p"}
+               for name, values in scores.items() for seed, value in enumerate(values)]
+    report = ablation_report("pooling", records)
+    shown = report.shown_table()
+    assert shown.loc["baseline", "vs baseline"] == REFERENCE and shown.loc["cam avg", "paired seeds"] == 3
+    assert not shown.drop(columns=[c for c in shown.columns if c.startswith("paper")]).isna().any().any()
+    assert report.conclusion().startswith("Only cam avg differ(s) from the baseline")
+    against = report.shown_against_reference()
+    assert report.reference_row == "cam avg" and against.loc["cam avg", "vs cam avg"] == REFERENCE
+
+
+def test_evaluation_mode_gives_every_submodule_its_mode_back_even_after_an_error():
+    from torch import nn
+
+    from cbam_tutorial.models import evaluation_mode
+
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.Sequential(nn.Dropout(), nn.BatchNorm2d(3)))
+    model.train()
+    model[1][1].eval()  # a mixed state, e.g. frozen BatchNorm statistics
+    before = [m.training for m in model.modules()]
+    with pytest.raises(RuntimeError):
+        with evaluation_mode(model):
+            assert not any(m.training for m in model.modules())
+            raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == before

@@ -1,0 +1,98 @@
+"""One ablation grid's evidence, as the ablation chapters show it.
+
+    report = ablation_report("pooling", reference_records("ablation-all-cpu.jsonl"))
+    report.shown_table()                       # accuracy, interval, difference to the baseline
+    report.figure()                            # the three panels beside the paper
+    report.conclusion()                        # a sentence computed from the comparisons
+
+Chapters 6 to 8 are the same analysis of three grids; this is that analysis, once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .comparison import Comparison, compare, summarize
+from .grids import GRIDS, PAPER_REFERENCE_ROWS, grid_records
+
+REFERENCE = "reference"  # what a reader sees where a row is the one compared against
+
+
+@dataclass
+class AblationReport:
+    """A grid's records, its summary against the baseline and against the paper's reference row."""
+
+    grid: str
+    records: list
+    table: object  # pandas DataFrame from summarize(), against the baseline
+    comparisons: list[Comparison]
+    reference_row: str
+    against_reference: object  # summarize() against the paper's reference row
+    reference_comparisons: list[Comparison] = field(default_factory=list)
+
+    def seeds(self) -> int:
+        return int(self.table["runs"].min())
+
+    def missing(self) -> list[str]:
+        """Configurations of the grid without a record."""
+        return sorted({c.name for c in GRIDS[self.grid]} - set(self.table.index))
+
+    def conclusion(self) -> str:
+        resolved = [c.configuration for c in self.comparisons if c.outcome.resolved]
+        if resolved:
+            return (f"Only {', '.join(resolved)} differ(s) from the baseline by more than the seed spread in this "
+                    "budget; every other difference is within it.")
+        return (f"No configuration differs from the baseline by more than the seed spread in this budget: with "
+                f"{self.seeds()} runs per configuration these CIFAR-10 results neither confirm nor contradict "
+                "the paper's ordering.")
+
+    def shown_table(self):
+        """The summary as a reader sees it: rounded, the baseline's own difference cells saying
+        'reference' instead of NaN."""
+        return _show(self.table, "baseline")
+
+    def shown_against_reference(self):
+        columns = ["runs", "accuracy %", "vs baseline", "vs baseline CI low", "vs baseline CI high"]
+        renamed = self.against_reference[columns].rename(columns=lambda c: c.replace("baseline", self.reference_row))
+        return _show(renamed, self.reference_row)
+
+    def figure(self):
+        from .viz import plot_ablation
+
+        return plot_ablation(self.table, title=f"{self.grid} ablation: CIFAR-10 reference runs beside the paper")
+
+
+def _show(table, reference_row: str):
+    import pandas as pd
+
+    rounded = table.round(2)
+    shown = pd.DataFrame(index=rounded.index)
+    for column in rounded.columns:
+        values = []
+        for name, value in rounded[column].items():
+            missing = isinstance(value, float) and math.isnan(value)
+            if missing and name == reference_row and (column.startswith("vs ") or column == "paired seeds"):
+                value = REFERENCE
+            elif column in ("runs", "paired seeds") and not missing:
+                value = int(value)
+            values.append(value)
+        shown[column] = pd.Series(values, index=rounded.index, dtype=object)
+    return shown
+
+
+def ablation_report(grid: str, records: list[dict], reference_row: str | None = None) -> AblationReport:
+    """The analysis of one grid (`records` may hold other grids' rows too: "all" files do)."""
+    rows = grid_records(records, grid)
+    if not rows:
+        raise ValueError(f"no records of the {grid!r} grid in the {len(records)} records given")
+    table = summarize(rows)
+    reference_row = reference_row or PAPER_REFERENCE_ROWS[grid]
+    with_reference = {record_id(r): r for r in rows + [r for r in records
+                                                      if r["configuration"]["name"] == reference_row]}
+    against = summarize(list(with_reference.values()), baseline=reference_row)
+    return AblationReport(grid, rows, table, compare(table), reference_row, against,
+                          compare(against, reference=reference_row))
+
+
+def record_id(record: dict) -> tuple:
+    return (record["configuration"]["name"], record["seed"], record.get("profile"))
