@@ -432,3 +432,21 @@ def test_an_exercise_check_stops_a_forward_that_never_returns(monkeypatch):
     with pytest.raises(exercises.ExerciseError, match="your forward did not finish within 1 s, so it was stopped"):
         exercises.check_channel_attention(NeverReturns)
     assert time.time() - started < 10
+
+
+def test_a_cache_made_from_another_archive_is_rebuilt(cache_copy, tmp_path, monkeypatch):
+    root, _ = cache_copy
+    real = data_module.load_cifar10(root)
+    other = tmp_path / "other-archive.tar.gz"
+    other.write_bytes(b"another archive")
+    monkeypatch.delenv(data_module.ARCHIVE_ENV, raising=False)
+    monkeypatch.setattr(data_module, "find_archive", lambda root=None: other)
+    monkeypatch.setattr(data_module, "read_image_folder_archive", lambda path: real)
+    with pytest.warns(RuntimeWarning, match=f"it was made from another archive than {other}"):
+        data_module.load_cifar10(root, source="jpeg-offline")
+
+
+def test_an_empty_training_split_is_refused():
+    small = synthetic_cifar10(train_per_class=400)  # all 400 per class go to the validation split
+    with pytest.raises(ValueError, match="the training split is empty"):
+        train("resnet20", None, profile="tiny", data=small, progress=False)

@@ -78,8 +78,9 @@ def colab(tmp_path_factory):
     kernels = base / "jupyter" / "kernels" / "colab-like"
     kernels.mkdir(parents=True)
     (kernels / "kernel.json").write_text(json.dumps({
-        # Colab's kernel has imported google.colab before the first cell runs
-        "argv": [COLAB_PYTHON, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+        # Colab's kernel has imported google.colab before the first cell runs; frozen modules off
+        # keeps ipykernel 6.17's debugger from printing its notice into the log
+        "argv": [COLAB_PYTHON, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}",
                  "--IPKernelApp.exec_lines=['import google.colab']"],
         "display_name": "Colab-like", "language": "python",
         "env": {"PYTHONPATH": str(fake.parent.parent), "GIT_CONFIG_GLOBAL": str(gitconfig),
