@@ -2,6 +2,7 @@
 
     report = ablation_report("pooling", reference_records("ablation-all-cpu.jsonl"))
     report.shown_table()                       # accuracy, interval, difference to the baseline
+    shown(summarize(records))                  # any summary as a reader sees it
     report.figure()                            # the three panels beside the paper
     report.conclusion()                        # a sentence computed from the comparisons
 
@@ -47,14 +48,13 @@ class AblationReport:
                 "the paper's ordering.")
 
     def shown_table(self):
-        """The summary as a reader sees it: rounded, the baseline's own difference cells saying
-        'reference' instead of NaN."""
-        return _show(self.table, "baseline")
+        """The summary against the baseline as a reader sees it (see shown)."""
+        return shown(self.table.drop(columns=["paired seeds"]), "baseline")
 
     def shown_against_reference(self):
         columns = ["runs", "accuracy %", "vs baseline", "vs baseline CI low", "vs baseline CI high"]
         renamed = self.against_reference[columns].rename(columns=lambda c: c.replace("baseline", self.reference_row))
-        return _show(renamed, self.reference_row)
+        return shown(renamed, self.reference_row)
 
     def figure(self):
         from .viz import plot_ablation
@@ -62,7 +62,9 @@ class AblationReport:
         return plot_ablation(self.table, title=f"{self.grid} ablation: CIFAR-10 reference runs beside the paper")
 
 
-def _show(table, reference_row: str):
+def shown(table, reference_row: str = "baseline"):
+    """A summarize() table as a reader sees it: rounded, counts as integers, and the reference
+    row's own difference cells saying 'reference' instead of NaN."""
     import pandas as pd
 
     rounded = table.round(2)
