@@ -69,10 +69,11 @@ def run_flops(forward_flops_per_image: float, profile) -> float:
     A training step costs about three forward passes (forward, and a backward that costs
     two); every evaluation uses flip test-time augmentation (two forward passes per image):
     the validation images after every epoch (none when training on train+val) and the test
-    set once at the end.
+    images (the profile's test subset, else the whole set) once at the end.
     """
     validation = 0 if profile.train_on == "train+val" else (profile.val_subset or VALIDATION_IMAGES)
-    passes = 3 * profile.epochs * profile.train_images() + 2 * (validation * profile.epochs + TEST_IMAGES)
+    test = min(TEST_IMAGES, profile.test_subset or TEST_IMAGES)
+    passes = 3 * profile.epochs * profile.train_images() + 2 * (validation * profile.epochs + test)
     return forward_flops_per_image * passes
 
 

@@ -281,12 +281,17 @@ def _mlp(v, weights, hidden_activation=F.relu, relu_last=False):
     return F.relu(out) if relu_last else out
 
 
+def _channel_gate(x, weights) -> torch.Tensor:
+    """The paper's channel gate (B, C): sigmoid(MLP(avg) + MLP(max))."""
+    return torch.sigmoid(_mlp(x.mean(dim=(2, 3)), weights) + _mlp(x.amax(dim=(2, 3)), weights))
+
+
 def _channel_gates(x, weights) -> dict:
     """Channel gates (B, C) for the paper's formula ("correct") and for each known mistake."""
     avg, mx = x.mean(dim=(2, 3)), x.amax(dim=(2, 3))
     a, m = _mlp(avg, weights), _mlp(mx, weights)
     gates = {
-        "correct": torch.sigmoid(a + m),
+        "correct": _channel_gate(x, weights),
         "no sigmoid": a + m,
         "tanh": torch.tanh(a + m),
         "softmax": torch.softmax(a + m, dim=1),
@@ -359,13 +364,22 @@ CHANNEL_MESSAGES["wrong axis (1, 3)"] = CHANNEL_MESSAGES["wrong axis (1, 2)"]
 CHANNEL_MESSAGES["returns gate unexpanded"] = CHANNEL_MESSAGES["returns gate"]
 
 
+def _spatial_gate_from(first, second, parts, order: str, squash=torch.sigmoid) -> torch.Tensor:
+    """squash(norm(conv([first; second]))) (B, 1, H, W), the maps in `order`."""
+    kernel, bias, norm = parts["kernel"], parts["bias"], parts["norm"] or nn.Identity()
+    maps = torch.cat([first, second] if order == "mean-max" else [second, first], 1)
+    return squash(norm(F.conv2d(maps, kernel, bias, padding=kernel.shape[-1] // 2)))
+
+
+def _spatial_gate(x, parts, order: str) -> torch.Tensor:
+    """The paper's spatial gate (B, 1, H, W): sigmoid(conv([mean; max]))."""
+    return _spatial_gate_from(x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True), parts, order)
+
+
 def _spatial_gates(x, parts, order: str) -> dict:
     """Spatial gates (B, 1, H, W) for the formula and for each known mistake, in one map order."""
-    kernel, bias, norm = parts["kernel"], parts["bias"], parts["norm"] or nn.Identity()
-
     def gate(first, second, squash=torch.sigmoid):
-        maps = torch.cat([first, second] if order == "mean-max" else [second, first], 1)
-        return squash(norm(F.conv2d(maps, kernel, bias, padding=kernel.shape[-1] // 2)))
+        return _spatial_gate_from(first, second, parts, order, squash)
 
     mean, mx = x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)
     positions = lambda t: torch.softmax(t.flatten(1), 1).view_as(t)  # noqa: E731
@@ -482,14 +496,13 @@ def _check_channel_on(module, channels, hidden, x, seed, worked, what="ChannelAt
     leaf, out = _forward(module, x, worked)
     shape = lambda g: g[:, :, None, None]  # noqa: E731
     for weights in readings:
-        gate = _channel_gates(leaf, weights)["correct"]
-        expected = leaf * shape(gate)
+        expected = leaf * shape(_channel_gate(leaf, weights))
         if _close(out, expected):
             _check_gradients(what, module, leaf, out, expected, seed)
             return
     with torch.no_grad():
         outputs = [_gated_outputs(x, _channel_gates(x, weights), shape) for weights in readings]
-        expected_gate = shape(_channel_gates(x, readings[0])["correct"])
+        expected_gate = shape(_channel_gate(x, readings[0]))
     _diagnose(what, out.detach(), outputs, CHANNEL_MESSAGES, _step_that_differs(out.detach(), x, expected_gate, "channel"))
 
 
@@ -514,7 +527,7 @@ SPATIAL_KERNELS = (7, 3)
 
 
 def _spatial_expected(leaf, parts):
-    return {order: leaf * _spatial_gates(leaf, parts, order)["correct"] for order in ("mean-max", "max-mean")}
+    return {order: leaf * _spatial_gate(leaf, parts, order) for order in ("mean-max", "max-mean")}
 
 
 def _check_spatial_on(module, kernel_size, x, seed, worked, what="SpatialAttention") -> None:
@@ -528,7 +541,7 @@ def _check_spatial_on(module, kernel_size, x, seed, worked, what="SpatialAttenti
     with torch.no_grad():
         outputs = [_gated_outputs(x, _spatial_gates(x, parts, order), lambda g: g)
                    for parts in readings for order in ("mean-max", "max-mean")]
-        expected_gate = _spatial_gates(x, readings[0], "mean-max")["correct"]
+        expected_gate = _spatial_gate(x, readings[0], "mean-max")
     _diagnose(what, out.detach(), outputs, SPATIAL_MESSAGES, _step_that_differs(out.detach(), x, expected_gate, "spatial"),
               convolution=True)
 
@@ -559,10 +572,10 @@ CBAM_CONSTRUCTIONS = ((16, 4, 7), (24, 8, 3))
 
 def _cbam_outputs(x, channel_weights, spatial_parts, order) -> dict:
     def channel(t):
-        return _channel_gates(t, channel_weights)["correct"][:, :, None, None]
+        return _channel_gate(t, channel_weights)[:, :, None, None]
 
     def spatial(t):
-        return _spatial_gates(t, spatial_parts, order)["correct"]
+        return _spatial_gate(t, spatial_parts, order)
 
     refined_c, refined_s = x * channel(x), x * spatial(x)
     return {"channel-spatial": refined_c * spatial(refined_c), "spatial-channel": refined_s * channel(refined_s),
@@ -625,8 +638,8 @@ def _hooks(model: nn.Module) -> list:
             for key in getattr(m, kind, {})]
 
 
-def _grad_cam_variants(model, images, targets, layer) -> dict:
-    """Grad-CAM maps (B, H, W) computed correctly and with each known mistake."""
+def _grad_cam_variants(model, images, targets, layer, only_correct: bool = False) -> dict:
+    """Grad-CAM maps (B, H, W) computed correctly and (unless only_correct) with each known mistake."""
     stored = {}
     handle = layer.register_forward_hook(lambda _m, _i, out: stored.__setitem__("a", out))
     try:
@@ -635,13 +648,14 @@ def _grad_cam_variants(model, images, targets, layer) -> dict:
             logits = model(inputs)
             activation = stored["a"]
             score = logits.gather(1, targets[:, None]).sum()
-            gradient, image_gradient = torch.autograd.grad(score, (activation, inputs), retain_graph=True)
-            probability = torch.softmax(logits, 1).gather(1, targets[:, None]).sum()
-            (probability_gradient,) = torch.autograd.grad(probability, activation, retain_graph=True)
-            loss = F.cross_entropy(logits, targets, reduction="sum")
-            (loss_gradient,) = torch.autograd.grad(loss, activation, retain_graph=True)
-            predicted = logits.argmax(1)
-            (predicted_gradient,) = torch.autograd.grad(logits.gather(1, predicted[:, None]).sum(), activation)
+            gradient, image_gradient = torch.autograd.grad(score, (activation, inputs), retain_graph=not only_correct)
+            if not only_correct:
+                probability = torch.softmax(logits, 1).gather(1, targets[:, None]).sum()
+                (probability_gradient,) = torch.autograd.grad(probability, activation, retain_graph=True)
+                loss = F.cross_entropy(logits, targets, reduction="sum")
+                (loss_gradient,) = torch.autograd.grad(loss, activation, retain_graph=True)
+                predicted = logits.argmax(1)
+                (predicted_gradient,) = torch.autograd.grad(logits.gather(1, predicted[:, None]).sum(), activation)
     finally:
         handle.remove()
     a = activation.detach()
@@ -661,6 +675,8 @@ def _grad_cam_variants(model, images, targets, layer) -> dict:
         return (g.mean(dim=(2, 3), keepdim=True) * activations).sum(1, keepdim=True)
 
     cam = weighted(gradient)
+    if only_correct:
+        return {"correct": finish(F.relu(cam))}
     return {
         "correct": finish(F.relu(cam)),
         "no relu": finish(cam),
@@ -734,7 +750,8 @@ def _grad_cam_targets(model, images, layer) -> torch.Tensor:
     (so that ignoring the targets shows, and no correct map is all zero)."""
     with torch.no_grad():
         predicted = model(images).argmax(1)
-    candidates = [_grad_cam_variants(model, images, torch.full((len(images),), c), layer)["correct"] for c in range(10)]
+    candidates = [_grad_cam_variants(model, images, torch.full((len(images),), c), layer, only_correct=True)["correct"]
+                  for c in range(10)]
     spread = torch.stack([c.nan_to_num(0).flatten(1).std(1) for c in candidates])  # (10, B)
     spread[predicted, torch.arange(len(images))] = -1
     return spread.argmax(0)
@@ -777,7 +794,9 @@ def check_grad_cam(student_function) -> str:
                 if _close(maps, variants[name]):
                     _fail(message)
             train_mode = copy.deepcopy(model).train()
-            if _close(maps, _grad_cam_variants(train_mode, images, targets, _same_module(train_mode, model, layer))["correct"]):
+            in_train_mode = _grad_cam_variants(train_mode, images, targets, _same_module(train_mode, model, layer),
+                                               only_correct=True)["correct"]
+            if _close(maps, in_train_mode):
                 _fail("the maps were computed with the model in training mode (BatchNorm then uses the batch's "
                       "statistics): call model.eval() before explaining it")
             if maps.amin() < -1e-6 or maps.amax() > 1 + 1e-4:

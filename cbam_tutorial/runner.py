@@ -56,17 +56,10 @@ def _train_one(config: Config, seed: int, profile: str, threads: int | None, ove
 def _planned_key(config: Config, seed: int, profile: str, overrides: dict, data_copy: dict, device) -> str:
     from .train import run_config
 
+    fields = {k: v for k, v in overrides.items() if k not in ("data", "device")}  # profile fields only
     settings = run_config(attention=config.attention, profile=profile, seed=seed, device=device,
-                          attention_options=config.options, data_source=data_copy.get("source"),
-                          **{k: v for k, v in overrides.items() if k != "data"})
+                          attention_options=config.options, data_source=data_copy.get("source"), **fields)
     return run_key(profile, config.name, seed, outcome_settings(settings, data_copy))
-
-
-def _data_copy(overrides: dict) -> dict:
-    from .data import load_cifar10
-
-    data = overrides.get("data")
-    return dict((data if data is not None else load_cifar10()).copy)
 
 
 def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, trainer=_train_one,
@@ -88,7 +81,12 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
     device = choose_device(overrides.get("device"))
     out = ensure_writable_file(Path(out))
     with GridLock(out):
-        data_copy = _data_copy(overrides)  # checks every setting of every run before any training
+        if overrides.get("data") is None:  # loaded once: its copy keys the runs, in-process runs reuse it
+            from .data import load_cifar10
+
+            overrides = {**overrides, "data": load_cifar10()}
+        data_copy = dict(overrides["data"].copy)
+        # keying every run checks every setting of every run before any training
         planned = [(config, seed, _planned_key(config, seed, profile, overrides, data_copy, device))
                    for config, seed in runs]
         ledger = read_ledger(out)

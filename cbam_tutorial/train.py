@@ -301,7 +301,8 @@ def resolve_profile(profile: str | Profile | None, device: torch.device, overrid
     return chosen
 
 
-def run_config(model_name: str | None = None, attention: str | None = None, *, profile: str | None = None,
+def run_config(model_name: str | None = None, attention: str | None = None, *,
+               profile: str | Profile | None = None,
                seed: int = 0, device: str | torch.device | None = None, precision: str = "auto",
                attention_options: dict | None = None, data_source: str | None = None, **overrides) -> dict:
     """Every setting of a training run, resolved and checked as train() resolves it, without
@@ -345,9 +346,9 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     """
     device = choose_device(device)
     # every setting is checked before the data are loaded or anything is trained
-    config = run_config(model_name, attention, profile=profile, seed=seed, device=device, precision=precision,
-                        attention_options=attention_options, **overrides)
     chosen = resolve_profile(profile, device, overrides)
+    config = run_config(model_name, attention, profile=chosen, seed=seed, device=device, precision=precision,
+                        attention_options=attention_options)
     data = data if data is not None else load_cifar10()
     config["data_source"] = data.copy.get("source")
     precision, model_name, attention_options = config["precision"], config["model"], config["attention_options"]

@@ -1,4 +1,5 @@
-"""Small models with known answers, shared by several test files.
+"""Helpers shared by several test files: small models with known answers, stand-in data, and
+a git snapshot of the working tree.
 
 Imported by its own distinctive name (pytest puts tests/ on sys.path): a module path such
 as `tests.test_gradcam` can be shadowed by another top-level `tests` package (IPython 7
@@ -43,3 +44,29 @@ def synthetic_cifar10(train_per_class: int = 600, test_per_class: int = 20, seed
         return rng.integers(0, 256, (len(labels), 32, 32, 3), dtype=np.uint8), labels
 
     return Cifar10(*part(train_per_class), *part(test_per_class), copy={"source": "synthetic"})
+
+
+def snapshot_working_tree(root, destination, branch: str, message: str = "snapshot of the working tree"):
+    """The working tree at `root` (uncommitted changes included, ignored files left out) as a
+    fresh git repository at `destination` whose `branch` holds it: what the chapters' setup
+    cell clones in the Colab tests."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root, destination = Path(root), Path(destination)
+
+    def git(*args, cwd):
+        done = subprocess.run(["git", "-c", "user.name=tests", "-c", "user.email=tests@localhost", *args],
+                              cwd=cwd, capture_output=True, text=True)
+        assert done.returncode == 0, f"git {args} failed: {done.stderr}"
+        return done.stdout
+
+    for name in filter(None, git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=root).split("\0")):
+        if (root / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, destination / name)
+    git("init", "--quiet", "--initial-branch", branch, ".", cwd=destination)
+    git("add", "--all", cwd=destination)
+    git("commit", "--quiet", "-m", message, cwd=destination)
+    return destination

@@ -5,7 +5,6 @@ it clones the repository named in _config.yml, installs the package from the clo
 without touching torch, and makes the running kernel import it from there.
 """
 import json
-import shutil
 import subprocess
 import sys
 import types
@@ -15,6 +14,8 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 import yaml
+
+from cbam_test_models import snapshot_working_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -64,15 +65,7 @@ def git(*args, cwd):
 def simulated_colab(shell, tmp_path, monkeypatch):
     """A kernel that looks like Colab's, the repository served from a local copy of this
     working tree (git's url.insteadOf), and a way to run the real setup cell."""
-    origin = tmp_path / "origin"
-    files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (origin / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, origin / name)
-    git("init", "--quiet", "--initial-branch", CONFIG["branch"], ".", cwd=origin)
-    git("add", "--all", cwd=origin)
-    git("commit", "--quiet", "-m", "first", cwd=origin)
+    origin = snapshot_working_tree(ROOT, tmp_path / "origin", CONFIG["branch"], message="first")
     gitconfig = tmp_path / "gitconfig"
     gitconfig.write_text(f'[url "file://{origin}"]\n\tinsteadOf = {CONFIG["url"]}\n')
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))

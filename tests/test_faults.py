@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +213,9 @@ def test_a_checkpoint_folder_that_is_a_file_is_found_before_training(tmp_path):
         train("resnet20", None, profile="tiny", data=synthetic_cifar10(), out_dir=tmp_path / "run", progress=False)
 
 
+@contextmanager
 def full_disk(tmp_path, size="3m"):
+    """A small tmpfs mounted for the block (the test is skipped where that is not allowed)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs to fill needs root")
     mount = tmp_path / "small-disk"
@@ -220,12 +223,14 @@ def full_disk(tmp_path, size="3m"):
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    return mount
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path):
-    disk = full_disk(tmp_path)
-    try:
+    with full_disk(tmp_path) as disk:
         out = disk / "run"
         data = synthetic_cifar10()
         # one epoch's checkpoint (about 2.3 MB) fits on the 3 MB disk; a second beside it does not
@@ -235,21 +240,16 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path):
         kept = torch.load(out / "checkpoint.pt", weights_only=True)  # still whole and readable
         assert kept["epoch"] == 0 and len(kept["history"]) == 1  # the first epoch, whole
         assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]  # no partial temporary file
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_a_full_disk_keeps_the_results_file_whole(tmp_path):
-    disk = full_disk(tmp_path, size="64k")
-    try:
+    with full_disk(tmp_path, size="64k") as disk:
         out = disk / "grid.jsonl"
         append_record(out, {"configuration": {"name": "a"}, "seed": 0})
         before = out.read_bytes()
         with pytest.raises(StorageError, match="the disk is full"):
             append_record(out, {"configuration": {"name": "b"}, "seed": 0, "pad": "x" * 200_000})
         assert out.read_bytes() == before and read_ledger(out).set_aside == []
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 # --- interruption that stops and keeps ---------------------------------------------------------
@@ -269,31 +269,27 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start_grid(tmp_path, out):
+def grid_with_a_record(out, timeout=240):
+    """A 2-worker grid started as from a terminal (its own session), once its first record has
+    landed: (the process, its worker processes)."""
     # the tiny profile: a few seconds a run, so that records land while the grid is running
-    return subprocess.Popen(
+    grid = subprocess.Popen(
         [sys.executable, "-m", "cbam_tutorial", "ablate", "--grid", "all", "--seeds", "2", "--profile", "tiny",
          "--workers", "2", "--out", str(out)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "CBAM_TUTORIAL_FUSED": "0"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def wait_for_records(out, count, process, timeout=240):
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if out.exists() and len(read_ledger(out).records) >= count:
-            return
-        assert process.poll() is None, process.communicate()
+    while not (out.exists() and read_ledger(out).records):
+        assert grid.poll() is None, grid.communicate()
+        assert time.time() < deadline, f"no record in {timeout} s"
         time.sleep(0.2)
-    raise AssertionError(f"no {count} records in {timeout} s")
+    return grid, children_of(grid.pid)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
 def test_ctrl_c_stops_a_two_worker_grid_within_seconds_and_keeps_every_record(tmp_path):
     out = tmp_path / "grid.jsonl"
-    grid = start_grid(tmp_path, out)
-    wait_for_records(out, 1, grid)
-    workers = children_of(grid.pid)
+    grid, workers = grid_with_a_record(out)
     pressed = time.time()
     os.killpg(grid.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
     _, stderr = grid.communicate(timeout=30)
@@ -309,10 +305,7 @@ def test_ctrl_c_stops_a_two_worker_grid_within_seconds_and_keeps_every_record(tm
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
 def test_killing_the_parent_leaves_no_worker_behind(tmp_path):
-    out = tmp_path / "grid.jsonl"
-    grid = start_grid(tmp_path, out)
-    wait_for_records(out, 1, grid)
-    workers = children_of(grid.pid)
+    grid, workers = grid_with_a_record(tmp_path / "grid.jsonl")
     assert workers
     grid.kill()
     grid.communicate(timeout=30)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,6 +24,8 @@ import nbformat
 import pytest
 import yaml
 from nbclient import NotebookClient
+
+from cbam_test_models import snapshot_working_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -44,23 +45,6 @@ def run(command, **kwargs) -> str:
     return done.stdout
 
 
-def snapshot_repository(destination: Path) -> Path:
-    """The working tree as a git repository whose configured branch holds it (uncommitted
-    changes included), so the setup cell clones what is being tested."""
-    files = run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-    for name in filter(None, files.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    git = ["git", "-C", str(destination), "-c", "user.name=ci", "-c", "user.email=ci@localhost"]
-    run(["git", "init", "--quiet", "--initial-branch", REPOSITORY["branch"], str(destination)])
-    run([*git, "add", "--all"])
-    run([*git, "commit", "--quiet", "--message", "snapshot of the working tree"])
-    return destination
-
-
 @pytest.fixture(scope="module")
 def colab(tmp_path_factory):
     """Paths and the kernel for a simulated Colab runtime."""
@@ -68,7 +52,7 @@ def colab(tmp_path_factory):
         pytest.fail("CBAM_TUTORIAL_CIFAR10_ARCHIVE must name the offline CIFAR-10 archive (this test has "
                     "no internet to download the original)")
     base = tmp_path_factory.mktemp("colab")
-    snapshot = snapshot_repository(base / "snapshot")
+    snapshot = snapshot_working_tree(ROOT, base / "snapshot", REPOSITORY["branch"])
     gitconfig = base / "gitconfig"
     gitconfig.write_text(f'[url "file://{snapshot}"]\n\tinsteadOf = {REPOSITORY["url"]}\n')
     fake = base / "fake-colab" / "google" / "colab"
