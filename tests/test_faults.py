@@ -7,7 +7,6 @@ the way) are one clear line with no partial file left; corrupt or altered data c
 named and rebuilt; the APIs refuse nonsense.
 """
 import errno
-import json
 import os
 import signal
 import subprocess
