@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "per-epoch history; final validation and test accuracy) and OUT/checkpoint.pt "
                     "(after every epoch). Running the same command again resumes an interrupted run.",
     )
-    train.add_argument("--model", choices=MODEL_NAMES[:3], default=None,
-                       help="network; default: the profile's model (resnet20 for quick and cpu, resnet18 for full)")
+    train.add_argument("--model", choices=tuple(n for n in MODEL_NAMES if n != "resnet50"), default=None,
+                       help="network; default: the profile's model (fastnet for cpu and gpu, resnet20 for "
+                            "quick, resnet18 for full)")
     train.add_argument("--attention", choices=("none", "se", "cbam", "cam", "sam"), default="none",
                        help="attention module in every residual block (default none)")
     train.add_argument("--profile", choices=tuple(PROFILES), default=None,
