@@ -32,9 +32,9 @@ def _train(args) -> int:
     result = train(args.model, attention, profile=args.profile, seed=args.seed, device=args.device,
                    precision=args.precision, data=data, out_dir=args.out, progress=args.progress,
                    test_curve=args.test_curve, attention_options=_attention_options(args), **overrides)
-    summary = {"test_accuracy": result["test"]["accuracy"], "val_accuracy": result["val"]["accuracy"] if result["val"] else None,
-               "train_seconds": round(result["train_seconds"], 1), "epochs": len(result["history"]),
-               "data": result["data"]["source"], "precision": result["config"]["precision"],
+    summary = {"test_accuracy": result.test["accuracy"], "val_accuracy": result.val["accuracy"] if result.val else None,
+               "train_seconds": round(result.train_seconds, 1), "epochs": len(result.history),
+               "data": result.data["source"], "precision": result.config["precision"],
                "metrics": str(Path(args.out) / "metrics.json")}
     print(json.dumps(summary, indent=2))
     return 0

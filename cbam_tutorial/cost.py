@@ -57,8 +57,12 @@ def attention_overhead(name: str, attentions=(None, "se", "cbam"), input_size=No
     return rows
 
 
-# NVIDIA's stated peak fp16 tensor throughput of a T4, the GPU of Colab's free tier (FLOP/s).
+# NVIDIA's stated peak dense tensor throughput (FLOP/s) in the precision each card trains in:
+# a T4 (Colab's free tier) in fp16, an A100 and an H100 (SXM) in bf16.
 T4_FP16_FLOPS = 65e12
+GPU_PEAK_FLOPS = {"T4 (fp16)": T4_FP16_FLOPS, "A100 (bf16)": 312e12, "H100 SXM (bf16)": 989e12}
+# forward passes per evaluated image under each test-time augmentation (loop.tta_logits)
+TTA_VIEWS = {"none": 1, "flip": 2, "flip+translate": 4}
 TEST_IMAGES = 10_000
 VALIDATION_IMAGES = 5_000
 
@@ -67,13 +71,15 @@ def run_flops(forward_flops_per_image: float, profile) -> float:
     """FLOPs of one training run under `profile` (a train.Profile).
 
     A training step costs about three forward passes (forward, and a backward that costs
-    two); every evaluation uses flip test-time augmentation (two forward passes per image):
-    the validation images after every epoch (none when training on train+val) and the test
-    images (the profile's test subset, else the whole set) once at the end.
+    two); every evaluation runs the profile's test-time augmentation (TTA_VIEWS forward
+    passes per image): the validation images after every epoch (none when training on
+    train+val) and the test images (the profile's test subset, else the whole set) once at
+    the end.
     """
     validation = 0 if profile.train_on == "train+val" else (profile.val_subset or VALIDATION_IMAGES)
     test = min(TEST_IMAGES, profile.test_subset or TEST_IMAGES)
-    passes = 3 * profile.epochs * profile.train_images() + 2 * (validation * profile.epochs + test)
+    views = TTA_VIEWS[profile.tta]
+    passes = 3 * profile.epochs * profile.train_images() + views * (validation * profile.epochs + test)
     return forward_flops_per_image * passes
 
 

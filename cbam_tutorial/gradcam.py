@@ -30,10 +30,14 @@ class GradCAMResult:
     probabilities: torch.Tensor  # (B,) probability of the target class
     logits: torch.Tensor  # (B, classes)
     layer: str
+    layer_size: tuple = ()  # (h, w) of the explained layer's maps, before upsampling
 
 
 def default_layer(model: nn.Module) -> str:
-    """The last convolutional stage: "stages.<last>" for the CIFAR ResNets, "layer4" for ResNet-50."""
+    """The model's `explained_layer` if it names one (FastNet: its last stage of 8 x 8 or more);
+    else the last convolutional stage: "stages.<last>" for the CIFAR ResNets, "layer4" for ResNet-50."""
+    if isinstance(getattr(model, "explained_layer", None), str):
+        return model.explained_layer
     if hasattr(model, "stages"):
         return f"stages.{len(model.stages) - 1}"
     if hasattr(model, "layer4"):
@@ -113,6 +117,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target=None, layer: str | N
         # maps can be tiny (a weak layer); dividing by spread + eps would shrink them
         maps = torch.where(spread > 0, (cam - low) / spread.clamp_min(1e-30), torch.zeros_like(cam))
         probabilities = logits.detach().float().softmax(1).gather(1, targets[:, None])[:, 0]
-        return GradCAMResult(maps, targets, probabilities, logits.detach(), layer)
+        return GradCAMResult(maps, targets, probabilities, logits.detach(), layer,
+                             tuple(activation.shape[-2:]))
     finally:
         handle.remove()

@@ -22,12 +22,15 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def one_cycle_lr(step: int, total_steps: int, peak: float, warmup_fraction: float) -> float:
-    """Linear warm-up from 0 to `peak`, then linear decay to 0 at `total_steps`."""
+def one_cycle_lr(step: int, total_steps: int, peak: float, warmup_fraction: float,
+                 start_fraction: float = 0.0, end_fraction: float = 0.0) -> float:
+    """Linear warm-up from start_fraction * peak to `peak` over the first warmup_fraction of
+    the steps, then linear decay to end_fraction * peak at `total_steps`."""
     warmup = max(1, int(total_steps * warmup_fraction))
+    start, end = start_fraction * peak, end_fraction * peak
     if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return start + (peak - start) * (step + 1) / warmup
+    return end + (peak - end) * max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
 
 class Lookahead:

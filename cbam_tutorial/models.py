@@ -203,8 +203,13 @@ class FastNet(nn.Module):
             newest batch). Faster than PyTorch's 0.1 because the weights move fast under the
             fast recipe: slow statistics lag behind them and the model scores worse in eval
             mode than in training.
+        bn_scales: train the scales (weights) of the network's own BatchNorms. Off by default:
+            they stay 1 and only the BatchNorm biases train, so that every convolution is
+            followed by a normalisation with no learned gain (the attention modules' own
+            BatchNorms keep theirs).
 
-    Stages are reachable as `stages.0` .. `stages.2`; their attention as `stages.<i>.attention`.
+    Stages are reachable as `stages.0` .. `stages.2`; their attention as `stages.<i>.attention`;
+    `explained_layer` names the last stage with maps of at least attention_min_size pixels.
     Feature maps: stem (B, 24, 31, 31) with whitening, (B, 32, 32, 32) without; stages
     (B, w0, 16, 16), (B, w1, 8, 8), (B, w2, 4, 4).
     """
@@ -212,7 +217,7 @@ class FastNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths=(64, 256, 256), whitening: bool = True,
                  activation: str = "gelu", attention: str | None = None, attention_min_size: int = 8,
                  head_scale: float = 1 / 9, dirac_init: bool = True, bn_momentum: float = 0.4,
-                 **attention_options) -> None:
+                 bn_scales: bool = False, **attention_options) -> None:
         super().__init__()
         _check_choice("activation", activation, ("gelu", "relu"))
         if len(widths) != 3 or any(not isinstance(w, int) or w < 1 for w in widths):
@@ -234,12 +239,18 @@ class FastNet(nn.Module):
                                     **(attention_options if carries else {})))
             channels = width
         self.stages = nn.Sequential(*stages)
+        # the last stage whose maps are at least attention_min_size pixels: what Grad-CAM
+        # explains by default (the last stage's 4 x 4 maps are too coarse to show much)
+        sizes = [-(-(31 if whitening else 32) // 2 ** (i + 1)) for i in range(3)]
+        self.explained_layer = f"stages.{max([i for i, s in enumerate(sizes) if s >= attention_min_size] or [2])}"
         self.head = nn.Linear(channels, num_classes, bias=False)
         self.head_scale = head_scale
         self._init_weights(dirac_init)
-        for module in self.modules():  # the attention modules' BatchNorms too
+        for name, module in self.named_modules():  # the attention modules' BatchNorms too
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = bn_momentum
+                if not bn_scales and "attention" not in name:
+                    module.weight.requires_grad_(False)
 
     def _init_weights(self, dirac_init: bool) -> None:
         for name, module in self.named_modules():

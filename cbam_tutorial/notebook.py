@@ -6,7 +6,7 @@
 `glue` names a value for the book's text (`{glue:text}`). In the book build it is
 myst-nb's glue; in Jupyter or Colab, where myst-nb is not installed (it is a build tool,
 not a run-time requirement), it shows the value when asked to and otherwise does nothing,
-so a chapter runs the same everywhere.
+so a chapter runs the same everywhere. `show_source` shows a function's code.
 """
 from __future__ import annotations
 
@@ -32,3 +32,16 @@ def glue(name: str, value: Any, display: bool = True) -> None:
         from IPython.display import display as show
 
         show(value)
+
+
+def show_source(function) -> None:
+    """Show the source code of `function` (or class) as a highlighted code listing.
+
+    A chapter shows the package's own code this way and then calls that very object, so
+    what the reader studies is what runs.
+    """
+    import inspect
+
+    from IPython.display import Code, display
+
+    display(Code(inspect.getsource(function), language="python"))

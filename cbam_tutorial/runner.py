@@ -48,9 +48,8 @@ def _train_one(config: Config, seed: int, profile: str, threads: int | None, ove
         torch.set_num_threads(threads)
     result = train(attention=config.attention, profile=profile, seed=seed, progress=False,
                    attention_options=config.options, **overrides)
-    result.pop("model")
     # "config" stays the training settings; the grid's configuration is kept beside it
-    return {**result, "configuration": asdict(config), "seed": seed, "profile": profile}
+    return {**result.to_json(), "configuration": asdict(config), "seed": seed, "profile": profile}
 
 
 def _planned_key(config: Config, seed: int, profile: str, overrides: dict, data_copy: dict, device) -> str:

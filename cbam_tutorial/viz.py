@@ -86,6 +86,26 @@ def plot_history(histories: dict, metric: str = "val_accuracy"):
     return fig
 
 
+def plot_time_to_accuracy(histories: dict, budget_seconds: float | None = None):
+    """Test accuracy against training time for {label: history} (histories measured with
+    test_curve=True), with the time budget as a dashed vertical line."""
+    import matplotlib.pyplot as plt
+
+    with book_style():
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        for label, history in histories.items():
+            points = [(h["train_seconds"], 100 * h["test_accuracy"]) for h in history
+                      if h.get("test_accuracy") is not None]
+            ax.plot(*zip(*points), marker="o", markersize=3, label=label)
+        if budget_seconds is not None:
+            ax.axvline(budget_seconds, color="0.3", linestyle="--", linewidth=1, label="time budget")
+        ax.set_xlabel("training time (s)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title("Accuracy against training time, 2-core CPU")
+        ax.legend(fontsize=8)
+    return fig
+
+
 def plot_gradcam_grid(pictures, results: dict, labels, class_names, max_images: int = 6):
     """The paper's qualitative figure: each image, then a Grad-CAM overlay per model.
 

@@ -243,10 +243,10 @@ class AblationLab:
                                                   arrangement=options["arrangement"],
                                                   reduction=options["reduction"]),
                            on_epoch=self._on_epoch, **self.training_options)
-            self.training_result = {k: v for k, v in result.items() if k != "model"}
-            verb = "stopped" if result["stopped_early"] else "finished"
-            self.status.value = (f"{verb} after {len(result['history'])} epoch(s): test accuracy "
-                                 f"{100 * result['test']['accuracy']:.1f}%")
+            self.training_result = result
+            verb = "stopped" if result.stopped_early else "finished"
+            self.status.value = (f"{verb} after {len(result.history)} epoch(s): test accuracy "
+                                 f"{100 * result.test['accuracy']:.1f}%")
         except Exception as error:  # shown in the app; a thread's exception would vanish
             self.training_error = error
             self.status.value = f"training failed: {type(error).__name__}: {error}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from .data import DEFAULT_ROOT
+from .result import TrainingResult
 from .train import choose_device, choose_profile, load_model, train
 
 CHECKPOINTS = DEFAULT_ROOT / "checkpoints"
@@ -32,17 +33,16 @@ def trained_model(attention: str | None, profile: str | None = None, model_name:
     """A model trained by train() with a named profile, unchanged (so that the cache is
     keyed by profile, model, attention and seed alone); from its checkpoint when complete.
 
-    Returns the model in eval mode, or (model, metrics dict) with with_metrics=True.
+    Returns the model in eval mode, or (model, TrainingResult) with with_metrics=True.
     """
     chosen = choose_profile(profile, choose_device(device))
     model_name = model_name or chosen.model
     folder = checkpoint_dir(attention, chosen.name, model_name, seed, root)
     metrics_path = folder / "metrics.json"
     if not metrics_path.is_file():
-        result = train(model_name, attention, profile=chosen.name, seed=seed, out_dir=folder, data=data,
-                       device=device, progress=progress)
-        metrics = {key: value for key, value in result.items() if key != "model"}
-    else:
-        metrics = json.loads(metrics_path.read_text())
+        train(model_name, attention, profile=chosen.name, seed=seed, out_dir=folder, data=data,
+              device=device, progress=progress)
     model: nn.Module = load_model(folder, device)
-    return (model, metrics) if with_metrics else model
+    if not with_metrics:
+        return model
+    return model, TrainingResult.from_json(json.loads(metrics_path.read_text()), model)

@@ -6,6 +6,7 @@ import statistics
 import time
 
 import pytest
+import torch
 
 from cbam_tutorial import ablation
 from cbam_tutorial.ablation import (GRIDS, append_record, expand_grid, mean_interval, read_records,
@@ -170,9 +171,12 @@ def test_bad_grid_seeds_and_settings(tmp_path):
 def test_a_real_record_keeps_training_settings_and_grid_configuration(monkeypatch):
     import cbam_tutorial.train as engine
 
+    from cbam_tutorial.result import TrainingResult
+
     def fake_train(**kwargs):
-        return {"config": {"model": "resnet20", "attention": kwargs["attention"]}, "model": object(),
-                "val": {"accuracy": 0.6}, "test": {"accuracy": 0.59}, "history": []}
+        return TrainingResult(config={"model": "resnet20", "attention": kwargs["attention"]}, provenance={},
+                              data={}, parameters=1, flops=1, history=[], val={"accuracy": 0.6},
+                              test={"accuracy": 0.59}, train_seconds=1.0, model=torch.nn.Linear(1, 1))
 
     monkeypatch.setattr(engine, "train", fake_train)
     config = GRIDS["pooling"][1]

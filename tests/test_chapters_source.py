@@ -37,3 +37,24 @@ def test_every_glue_reference_is_glued_by_a_cell(path):
         templated = any(all(part in key for part in re.split(r"\{[^}]+\}", template) if part)
                         for template in re.findall(r'glue\(f"([^"]+)"', code))
         assert literal or templated, f"{path.name}: {key!r} is referenced but never glued"
+
+
+def test_chapter_5_shows_the_loop_that_the_engine_runs_and_runs_it():
+    """What the reader studies is the code that runs: chapter 5 shows the source of the
+    package's loop functions, imports those very objects, calls them by hand, and the
+    engine calls the same objects."""
+    import cbam_tutorial.loop as loop
+    import cbam_tutorial.train as engine
+
+    cells = nbformat.read(ROOT / "chapters" / "05_training_on_cifar10.ipynb", as_version=4).cells
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    assert re.search(r"from cbam_tutorial\.loop import \([^)]*train_one_epoch", code)
+    assert re.search(r"from cbam_tutorial\.loop import \([^)]*tta_logits", code)
+    assert "show_source(train_one_epoch)" in code and "show_source(tta_logits)" in code
+    assert "def train_one_epoch" not in code  # shown from the package, never a copy
+    assert re.search(r"measured = train_one_epoch\(model, loader\.epoch\(epoch\)", code)
+    assert engine.train_one_epoch is loop.train_one_epoch and engine.evaluate is loop.evaluate
+    import inspect
+
+    source = inspect.getsource(engine.train)
+    assert "train_one_epoch(" in source and "evaluate(" in source

@@ -234,8 +234,9 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path):
         data = synthetic_cifar10()
         # one epoch's checkpoint (about 2.3 MB) fits on the 3 MB disk; a second beside it does not
         with pytest.raises(StorageError, match="cannot write .*checkpoint.pt: the disk is full .* free some space"):
-            train("resnet20", None, out_dir=out, profile="tiny", data=data, progress=False, train_subset=128,
-                  batch_size=64, epochs=2)
+            # the ResNet-20 recipe (the fast one's lookahead doubles a checkpoint)
+            train("resnet20", None, out_dir=out, profile="demo", data=data, progress=False, train_subset=128,
+                  val_subset=500, test_subset=1_000, batch_size=64, epochs=2)
         kept = torch.load(out / "checkpoint.pt", weights_only=True)  # still whole and readable
         assert kept["epoch"] == 0 and len(kept["history"]) == 1  # the first epoch, whole
         assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]  # no partial temporary file

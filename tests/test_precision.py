@@ -39,7 +39,8 @@ def test_precision_and_profile_on_t4_a100_h100(monkeypatch):
     print("\n".join(f"{n:24s} capability {c}  precision {p}  profile {f}" for n, c, p, f in table))
 
 
-def test_fp16_path_runs_on_the_cpu_with_its_grad_scaler_and_warns(monkeypatch):
+@pytest.mark.parametrize("model", ["resnet20", "fastnet"])
+def test_fp16_path_runs_on_the_cpu_with_its_grad_scaler_and_warns(monkeypatch, model):
     scales = []
 
     class RecordingScaler(torch.amp.GradScaler):
@@ -51,9 +52,9 @@ def test_fp16_path_runs_on_the_cpu_with_its_grad_scaler_and_warns(monkeypatch):
     monkeypatch.setattr(torch.amp, "GradScaler", RecordingScaler)
     data = synthetic_cifar10(test_per_class=5)  # fp16 on a CPU is slow: keep it tiny
     with pytest.warns(RuntimeWarning, match="fp16 on a CPU is emulated"):
-        result = train("resnet20", None, profile="tiny", precision="fp16", device="cpu", data=data,
+        result = train(model, None, profile="tiny", precision="fp16", device="cpu", data=data,
                        train_subset=64, val_subset=50, batch_size=32, progress=False)
-    assert result["config"]["precision"] == "fp16"
+    assert result.config["precision"] == "fp16"
     assert len(scales) == 2 and scales[0] == pytest.approx(65536.0)  # GradScaler's initial scale: it is on
-    assert torch.isfinite(torch.tensor(result["history"][0]["train_loss"]))
-    assert all(torch.isfinite(p).all() for p in result["model"].parameters())
+    assert torch.isfinite(torch.tensor(result.history[0]["train_loss"]))
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())

@@ -17,7 +17,8 @@ from cbam_tutorial.train import (PROFILES, choose_device, choose_precision, choo
 from cbam_tutorial.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(profile="quick", train_subset=1024, val_subset=500, batch_size=128, epochs=2, progress=False)
+# the ResNet-20 recipe on a small subset (the fast recipe's own tiny runs: test_fast_recipe.py)
+TINY = dict(profile="demo", train_subset=1024, val_subset=500, batch_size=128, epochs=2, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +28,15 @@ def cifar10():
 
 def test_quick_training_learns_on_real_data(cifar10):
     # about 30 s on 2 cores; the time is not asserted (a loaded machine would fail it)
-    result = train("resnet20", "cbam", profile="quick", epochs=3, train_subset=5000, data=cifar10,
+    result = train(None, "cbam", profile="quick", epochs=3, train_subset=5000, data=cifar10,
                    progress=False)
-    history = result["history"]
+    assert result.config["model"] == "fastnet"
+    history = result.history
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert result["val"]["accuracy"] > 0.3  # chance is 0.1
-    assert result["test"]["accuracy"] > 0.3
-    assert result["data"]["source"] in ("original", "jpeg-offline")
+    assert result.val["accuracy"] > 0.3  # chance is 0.1
+    assert result.test["accuracy"] > 0.3
+    assert result.data["source"] in ("original", "jpeg-offline")
     assert history[-1]["lr"] < history[0]["lr"]
 
 
@@ -58,11 +60,11 @@ def test_resuming_after_an_interruption_gives_the_same_numbers(cifar10, tmp_path
     monkeypatch.setattr(engine, "evaluate", real_evaluate)
     resumed = train("resnet20", "cbam", data=cifar10, out_dir=tmp_path / "resumed", **TINY)
 
-    for a, b in zip(straight["history"], resumed["history"]):
+    for a, b in zip(straight.history, resumed.history):
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), key
-    assert straight["test"] == pytest.approx(resumed["test"])
-    for (name, p), q in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().values()):
+    assert straight.test == pytest.approx(resumed.test)
+    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(p, q, msg=name)
     metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
@@ -106,9 +108,10 @@ def test_checkpoint_of_other_settings_is_not_silently_reused(cifar10, tmp_path):
 
 def test_recipe_pieces():
     model = build_model("resnet20", "cbam")
-    decay, no_decay = parameter_groups(model, 5e-4)
-    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
-    assert no_decay["weight_decay"] == 0
+    decay, scales, biases = parameter_groups(model, 5e-4)
+    assert all(p.ndim > 1 for p in decay["params"])
+    assert all(p.ndim == 1 for p in scales["params"] + biases["params"])
+    assert scales["weight_decay"] == biases["weight_decay"] == 0 and biases["lr_scale"] == 1.0
     lrs = [one_cycle_lr(s, 100, 0.4, 0.2) for s in range(100)]
     assert max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 19
     assert lrs[0] < lrs[10] < lrs[19] and lrs[50] > lrs[99] >= 0
@@ -124,13 +127,14 @@ def test_profile_choice(monkeypatch):
     monkeypatch.setenv(engine.PROFILE_ENV, "huge")
     with pytest.raises(ValueError, match=r"unknown profile 'huge' \(from \$CBAM_TUTORIAL_PROFILE\); choose one of"):
         choose_profile(None, torch.device("cpu"))
-    assert set(PROFILES) == {"quick", "cpu", "ablation", "demo", "tiny", "gpu", "full"}
+    assert set(PROFILES) == {"quick", "cpu", "cpu-resnet20", "ablation", "demo", "tiny", "gpu",
+                             "gpu-resnet20", "full"}
     for profile in PROFILES.values():
         assert profile.live_grid in PROFILES  # a chapter's live grid runs in a profile that exists
 
 
 def test_bad_settings(cifar10):
-    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'cpu', 'ablation', 'demo', 'tiny', 'gpu', 'full'"):
+    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'cpu', 'cpu-resnet20'"):
         train("resnet20", profile="slow", data=cifar10)
     with pytest.raises(ValueError, match="unknown model 'vgg16'"):
         train("vgg16", profile="quick", data=cifar10, epochs=1)
@@ -177,9 +181,9 @@ def test_progressive_resizing_and_training_log(cifar10, tmp_path, monkeypatch):
     # evaluation (2 flip passes) at 32, and epoch 2's training steps at 32
     assert seen[1:9] == [24] * 8 and seen[9:11] == [32, 32] and seen[11:19] == [32] * 8
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert lines == [{"model": "resnet20", "attention": None, "profile": "quick", "epochs": 2,
+    assert lines == [{"model": "resnet20", "attention": None, "profile": "demo", "epochs": 2,
                       "train_images_seen": 2 * 1024, "evaluated_images": 500 + 10000,
-                      "forward_flops_per_image": result["flops"], "train_seconds": result["train_seconds"]}]
+                      "forward_flops_per_image": result.flops, "train_seconds": result.train_seconds}]
     with pytest.raises(ValueError, match="low_resolution must be an integer from 8 to 32 pixels"):
         train("resnet20", None, data=cifar10, low_resolution=40, low_resolution_epochs=1, **TINY)
 
@@ -187,7 +191,7 @@ def test_progressive_resizing_and_training_log(cifar10, tmp_path, monkeypatch):
 def test_on_epoch_can_stop_training(cifar10):
     records = []
     result = train("resnet20", None, data=cifar10, on_epoch=lambda r: records.append(r) or False, **TINY)
-    assert result["stopped_early"] and len(result["history"]) == 1 and records[0]["epoch"] == 1
+    assert result.stopped_early and len(result.history) == 1 and records[0]["epoch"] == 1
 
 
 def test_every_chapter_trains_at_most_five_minutes_on_a_t4_by_the_estimate():
@@ -196,10 +200,12 @@ def test_every_chapter_trains_at_most_five_minutes_on_a_t4_by_the_estimate():
     from cbam_tutorial.cost import count_flops, gpu_seconds_estimate, run_flops
 
     gpu = PROFILES["gpu"]
-    cbam = count_flops(build_model("resnet20", "cbam"))
+    cbam = count_flops(build_model(gpu.model, "cbam"))
     # chapters 5 and 9 train three models in the gpu profile; 6 to 8 one run per grid
     # configuration in its live-grid profile (8's arrangement grid is the largest, 5 runs)
     chapter_5 = 3 * gpu_seconds_estimate(run_flops(cbam, gpu))
-    chapter_8 = len(GRIDS["arrangement"]) * gpu_seconds_estimate(run_flops(cbam, PROFILES[gpu.live_grid]))
+    live = PROFILES[gpu.live_grid]
+    chapter_8 = len(GRIDS["arrangement"]) * gpu_seconds_estimate(
+        run_flops(count_flops(build_model(live.model, "cbam")), live))
     print(f"T4 training estimate: chapters 5 and 9 {chapter_5:.0f} s, chapter 8 {chapter_8:.0f} s")
     assert chapter_5 <= 300 and chapter_8 <= 300

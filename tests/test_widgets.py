@@ -60,7 +60,7 @@ def test_ablation_lab_trains_and_stops_on_request(cifar10):
     assert lab.start_button.disabled
     lab.thread.join(timeout=300)
     assert lab.training_error is None
-    assert lab.training_result["stopped_early"] and len(lab.history) == 1
+    assert lab.training_result.stopped_early and len(lab.history) == 1
     assert "stopped after 1 epoch" in lab.status.value
     assert not lab.start_button.disabled and lab.stop_button.disabled
 
