@@ -9,9 +9,11 @@ autocast, and CBAM's overhead against each network without attention. Steps of o
 network and precision are timed in turn (interleaved) so that drifts of the machine's
 speed hit every variant alike; figures are medians over repeats after warm-up.
 
-It also prints the reference step, the figure that time budgets are scaled by: the
+It then prints an ESTIMATE (no GPU measured here) of one run of the `gpu` profile on a T4,
+an A100 and an H100 from the counted FLOPs and each card's stated peak at 10% and 30%
+utilisation. It also prints the reference step, the figure that time budgets are scaled by: the
 ResNet-20 step without attention, bf16, channels_last, batch 256 (160 ms on the machine
-the `cpu` profile's 10-minute budget was set for; see train.reference_step_ms).
+the `cpu` profile's 10-minute budget was set for; time_to_accuracy.py scales the budget by it).
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from torch import nn
 
 from cbam_tutorial.allocator import keep_freed_memory
 from cbam_tutorial.fused import load_extension
+from cbam_tutorial.cost import GPU_PEAK_FLOPS, count_flops, gpu_seconds_estimate, run_flops
 from cbam_tutorial.models import build_model
+from cbam_tutorial.train import PROFILES
 
 NETWORKS = {"resnet20": 256, "fastnet": 512}
 ATTENTIONS = (None, "se", "cbam")
@@ -60,6 +64,17 @@ def interleaved_ms(steps: dict, repeats: int) -> dict:
     return {label: 1000 * statistics.median(values) for label, values in times.items()}
 
 
+REFERENCE_MACHINE_STEP_MS = 160.0  # the reference step on the machine the 10-minute budget is set for
+
+
+def reference_step_ms(repeats: int = 20) -> float:
+    """Median ms of the reference step here: ResNet-20 without attention, bf16 autocast,
+    channels_last, batch 256, forward + backward + Nesterov SGD (threads as set)."""
+    torch.manual_seed(0)
+    model = build_model("resnet20").to(memory_format=torch.channels_last).train()
+    return interleaved_ms({"reference": training_step(model, 256, "bf16")}, repeats)["reference"]
+
+
 def bench(networks, repeats: int) -> dict:
     results = {}
     print(f"{'network':>9} {'batch':>5} {'precision':>9} " + " ".join(
@@ -83,6 +98,17 @@ def bench(networks, repeats: int) -> dict:
     return results
 
 
+def print_gpu_estimates(profile_name: str = "gpu") -> None:
+    """Seconds of one training run of `profile_name` with CBAM on each card: an estimate."""
+    profile = PROFILES[profile_name]
+    flops = run_flops(count_flops(build_model(profile.model, "cbam")), profile)
+    print(f"\nESTIMATE (counted FLOPs / stated peak; not measured): one {profile_name}-profile run of "
+          f"{profile.model}+cbam, {profile.epochs} epochs, {flops / 1e15:.2f} PFLOP")
+    for card, peak in GPU_PEAK_FLOPS.items():
+        low, high = (gpu_seconds_estimate(flops, peak, u) for u in (0.30, 0.10))
+        print(f"  {card:16s} {low:6.1f} s at 30% of peak, {high:6.1f} s at 10%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -99,6 +125,7 @@ def main() -> None:
     if ("resnet20", "bf16") in results:
         print(f"reference step (ResNet-20, no attention, bf16, batch 256): "
               f"{results[('resnet20', 'bf16')][None]:.0f} ms")
+    print_gpu_estimates()
 
 
 if __name__ == "__main__":
