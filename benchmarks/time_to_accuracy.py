@@ -57,14 +57,14 @@ def main() -> None:
               f"{BUDGET_SECONDS * step_ms / REFERENCE_MACHINE_STEP_MS:.0f} s", file=sys.stderr)
         result = train("fastnet", "cbam", profile="cpu", seed=seed, data=data, test_curve=True,
                        progress=False, out_dir=args.runs / f"cpu-fastnet-cbam-s{seed}")
-        record = {key: value for key, value in result.items() if key != "model"}
-        record["time_budget"] = budget_record(result["history"], step_ms)
+        record = result.to_json()
+        record["time_budget"] = budget_record(result.history, step_ms)
         record["command"] = "python benchmarks/time_to_accuracy.py " + " ".join(sys.argv[1:])
         path = args.out / f"cpu-fastnet-cbam-seed{seed}.json"
         text = json.dumps(record, indent=2)
         write_atomically(path, lambda handle: handle.write(text.encode()))
-        print(f"seed {seed}: test accuracy {100 * result['test']['accuracy']:.2f}% after "
-              f"{result['train_seconds']:.0f} s of training -> {path}", file=sys.stderr)
+        print(f"seed {seed}: test accuracy {100 * result.test['accuracy']:.2f}% after "
+              f"{result.train_seconds:.0f} s of training -> {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     records = reference_records("ablation-all-cpu.jsonl")
     run = reference_json("train/cpu-resnet20-cbam-seed0-attempt2-lr0.4.json")
+    names = reference_names("train/cpu-fastnet-cbam-seed*.json")
 """
 from __future__ import annotations
 
@@ -31,3 +32,12 @@ def reference_records(name: str) -> list[dict]:
 
 def reference_json(name: str) -> dict:
     return json.loads(reference_path(name).read_text())
+
+
+def reference_names(pattern: str) -> list[str]:
+    """Names (relative to results/) of the committed results files matching a glob `pattern`,
+    e.g. "train/cpu-fastnet-cbam-seed*.json", sorted; a FileNotFoundError if there are none."""
+    names = sorted(str(path.relative_to(RESULTS)) for path in RESULTS.glob(pattern) if path.is_file())
+    if not names:
+        raise FileNotFoundError(f"no reference result matches {pattern!r} in {RESULTS}; see results/README.md")
+    return names
