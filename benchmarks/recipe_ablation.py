@@ -61,14 +61,14 @@ def main() -> None:
         result = train(None, "cbam", profile="cpu", seed=args.seed, data=data, progress=False,
                        epochs=args.epochs, train_on="train", model_options=model_options, **overrides)
         record = {"variant": variant, "removed": removed, "epochs": args.epochs,
-                  "val_accuracy": result["val"]["accuracy"], "train_seconds": result["train_seconds"],
-                  "epoch_seconds": [h["epoch_seconds"] for h in result["history"]],
-                  **{key: result[key] for key in ("config", "provenance", "data", "parameters", "flops")}}
+                  "val_accuracy": result.val["accuracy"], "train_seconds": result.train_seconds,
+                  "epoch_seconds": [h["epoch_seconds"] for h in result.history],
+                  **{key: getattr(result, key) for key in ("config", "provenance", "data", "parameters", "flops")}}
         if variant == "full recipe":
             _, val_split = data.split()
             loader = TensorLoader(val_split.images, val_split.labels, 500, False)
             record["val_accuracy_by_tta"] = {
-                tta: evaluate(result["model"], loader, result["config"]["precision"], tta)["accuracy"]
+                tta: evaluate(result.model, loader, result.config["precision"], tta)["accuracy"]
                 for tta in TTA_MODES}
         append_record(args.out, record)
         print(f"{variant}: validation accuracy {100 * record['val_accuracy']:.2f}% after "
