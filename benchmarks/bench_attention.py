@@ -19,6 +19,7 @@ import time
 import torch
 from torch import nn
 
+from bench_networks import interleaved_ms
 from cbam_tutorial.allocator import keep_freed_memory
 from cbam_tutorial.attention import CBAM
 from cbam_tutorial.fused import load_extension
@@ -112,15 +113,7 @@ def bench_resnet(batch: int, repeats: int) -> dict:
             options = {"fused": fused} if attention else {}
             model = build_model("resnet20", attention, **options).to(memory_format=torch.channels_last)
             steps[label] = training_step(model.train(), batch, precision)
-            for _ in range(3):
-                steps[label]()
-        times = {label: [] for label in steps}
-        for _ in range(repeats):
-            for label, step in steps.items():
-                start = time.perf_counter()
-                step()
-                times[label].append(time.perf_counter() - start)
-        ms = {label: 1000 * statistics.median(values) for label, values in times.items()}
+        ms = interleaved_ms(steps, repeats)
         base = ms["base"]
         print(f"{precision:>9} {base:9.1f} {ms['fused']:11.1f} {ms['fused'] / base - 1:8.1%} "
               f"{ms['plain']:11.1f} {ms['plain'] / base - 1:8.1%}")
