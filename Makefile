@@ -15,6 +15,8 @@ COLAB_VENV ?= .venv-colab
 COLAB_STAMP := $(COLAB_VENV)/.installed
 # builds are not interactive: no progress bars in the executed pages
 export CBAM_TUTORIAL_PROGRESS := 0
+# the data cache and shared checkpoints stay inside this checkout (data/, ignored by git)
+export CBAM_TUTORIAL_DATA ?= $(CURDIR)/data
 # The offline CIFAR-10 copy, where this project's machines keep it; elsewhere leave it empty
 # (torchvision downloads the original) or pass CIFAR10_ARCHIVE=/path/to/cifar10-jpeg.tar.gz.
 CIFAR10_ARCHIVE ?= $(wildcard ../shared/data/cifar10-jpeg.tar.gz)

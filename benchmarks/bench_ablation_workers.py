@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cbam_tutorial.ablation import expand_grid, run_grid
+from cbam_tutorial.grids import expand_grid
+from cbam_tutorial.runner import run_grid
 
 
 def main() -> None:

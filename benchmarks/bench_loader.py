@@ -23,7 +23,8 @@ from cbam_tutorial.allocator import keep_freed_memory
 from cbam_tutorial.data import MEAN, STD, load_cifar10
 from cbam_tutorial.loader import TensorLoader
 from cbam_tutorial.models import build_model
-from cbam_tutorial.train import _autocast, choose_precision
+from cbam_tutorial.loop import autocast
+from cbam_tutorial.train import choose_precision
 
 
 class PILDataset(Dataset):
@@ -64,7 +65,7 @@ def training_images_per_second(batches, steps: int, precision: str) -> float:
             started, seen = time.perf_counter(), 0
         images, labels = next(iterator)
         images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(torch.device("cpu"), precision):
+        with autocast(torch.device("cpu"), precision):
             loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

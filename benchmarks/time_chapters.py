@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cbam_tutorial.data import DEFAULT_ROOT  # noqa: E402
+from cbam_tutorial.data import data_root  # noqa: E402
 from cbam_tutorial.provenance import provenance  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def time_notebook(path: Path) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = Path(scratch) / "data"
         data_dir.mkdir()
-        for cache in DEFAULT_ROOT.glob("cifar10-*.npz"):
+        for cache in data_root().glob("cifar10-*.npz"):
             (data_dir / cache.name).symlink_to(cache)
         log = Path(scratch) / "train-log.jsonl"
         saved = {k: os.environ.get(k) for k in ("CBAM_TUTORIAL_DATA", "CBAM_TUTORIAL_TRAIN_LOG",

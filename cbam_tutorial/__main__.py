@@ -41,7 +41,8 @@ def _train(args) -> int:
 
 
 def _ablate(args) -> int:
-    from .ablation import run_grid, summarize
+    from .comparison import summarize
+    from .runner import run_grid
 
     overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     if args.figure:
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="progress bar (default: on in a terminal or Colab)")
     train.set_defaults(run=_train)
 
-    from .ablation import GRIDS
+    from .grids import GRIDS
 
     ablate = commands.add_parser(
         "ablate", help="run one of the paper's ablation grids over several seeds (resumable)",
@@ -137,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _assignments(args) -> int:
-    from .assignments import CHAPTERS, AssignmentError, write_assignments
+    from .book.assignments import AssignmentError, write_assignments
 
     try:
-        written = write_assignments(args.out, args.chapters or CHAPTERS)
+        written = write_assignments(args.out, args.chapters)
     except AssignmentError as error:
         raise ValueError(str(error)) from error
     for path in written:

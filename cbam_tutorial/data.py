@@ -1,16 +1,17 @@
 """CIFAR-10 as uint8 arrays: the original through torchvision, or an offline JPEG copy.
 
-    data = load_cifar10()            # finds or fetches a copy, decodes once, caches in data/
+    data = load_cifar10()            # finds or fetches a copy, decodes once, caches it
     data.train_images                # (50000, 32, 32, 3) uint8
     data.copy                        # {"source": "original" | "jpeg-offline", "sha256": ...}
     train, val = data.split()        # fixed 45,000 / 5,000 split of the training set
 
-Where the data come from, in order:
-1. a cache written by an earlier call (`data/cifar10-<source>.npz`);
-2. the original, already downloaded by torchvision into `data/cifar-10-batches-py`;
+Where the data come from, in order (`root` is the data folder: the settings' data_root,
+$CBAM_TUTORIAL_DATA, unless given):
+1. a cache written by an earlier call (`root/cifar10-<source>.npz`);
+2. the original, already downloaded by torchvision into `root/cifar-10-batches-py`;
 3. an offline archive in the image-folder layout (`train/<class>/*.jpg`,
-   `test/<class>/*.jpg`), named by the environment variable CBAM_TUTORIAL_CIFAR10_ARCHIVE,
-   or found as `data/cifar10-jpeg.tar.gz` or `../shared/data/cifar10-jpeg.tar.gz`;
+   `test/<class>/*.jpg`): the one passed as `archive`, else the settings' archive
+   ($CBAM_TUTORIAL_CIFAR10_ARCHIVE), else `root/cifar10-jpeg.tar.gz` if it is there;
 4. a torchvision download of the original (needs internet).
 """
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import os
 import tarfile
 import warnings
 from dataclasses import dataclass, field
@@ -26,29 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .settings import VARIABLES, current_settings
 from .storage import ensure_folder, write_atomically
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TRAIN_PER_CLASS, TEST_PER_CLASS = 5000, 1000
 VALIDATION_PER_CLASS = 500
-ARCHIVE_ENV = "CBAM_TUTORIAL_CIFAR10_ARCHIVE"
+ARCHIVE_ENV = VARIABLES["archive"]
 ARCHIVE_NAME = "cifar10-jpeg.tar.gz"
-DATA_ENV = "CBAM_TUTORIAL_DATA"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_root() -> Path:
-    """Where data and cached checkpoints live: $CBAM_TUTORIAL_DATA, else the checkout's data/
-    (an editable install in the repository), else ./data beside the notebook (e.g. in Colab,
-    where the package is installed into site-packages)."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
-    if (PACKAGE_ROOT / "pyproject.toml").is_file():
-        return PACKAGE_ROOT / "data"
-    return Path.cwd() / "data"
-
-
-DEFAULT_ROOT = default_root()
 # Per-channel mean and standard deviation of the original training set, in [0, 1] units.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -145,19 +130,24 @@ def check_arrays(data: Cifar10) -> None:
                             f"expected {per_class} per class")
 
 
-def find_archive(root: Path = DEFAULT_ROOT) -> Path | None:
-    """The offline archive to use, or None: the environment variable first, then known places."""
-    named = os.environ.get(ARCHIVE_ENV)
-    if named:
+def data_root(root: str | Path | None = None) -> Path:
+    """`root`, else the settings' data folder ($CBAM_TUTORIAL_DATA, else the user's cache)."""
+    return Path(root).expanduser() if root is not None else current_settings().data_root
+
+
+def find_archive(root: Path, archive: str | Path | None = None) -> Path | None:
+    """The offline archive to use, or None: `archive`, else the settings' archive
+    ($CBAM_TUTORIAL_CIFAR10_ARCHIVE), else `root/cifar10-jpeg.tar.gz` if it exists."""
+    named, source = (archive, "the archive passed") if archive is not None else (
+        current_settings().archive, f"${ARCHIVE_ENV}")
+    if named is not None:
         path = Path(named).expanduser()
         if not path.is_file():
-            raise DataError(f"{ARCHIVE_ENV}={named} does not name a file; point it at "
-                            f"{ARCHIVE_NAME} (train/<class>/*.jpg, test/<class>/*.jpg) or unset it")
+            raise DataError(f"{source} ({named}) is not a file; point it at {ARCHIVE_NAME} "
+                            f"(train/<class>/*.jpg, test/<class>/*.jpg) or leave it unset")
         return path
-    for candidate in (Path(root) / ARCHIVE_NAME, PACKAGE_ROOT.parent / "shared" / "data" / ARCHIVE_NAME):
-        if candidate.is_file():
-            return candidate
-    return None
+    candidate = Path(root) / ARCHIVE_NAME
+    return candidate if candidate.is_file() else None
 
 
 def read_image_folder_archive(path: Path) -> Cifar10:
@@ -254,10 +244,10 @@ def _read_cache(path: Path) -> tuple[Cifar10 | None, str | None]:
     return data, None
 
 
-def _choose_source(root: Path, source: str) -> str:
+def _choose_source(root: Path, source: str, archive: str | Path | None) -> str:
     if source != "auto":
         return source
-    if os.environ.get(ARCHIVE_ENV):
+    if archive is not None or current_settings().archive is not None:
         return "jpeg-offline"
     if _cache_path(root, "original").is_file() or (root / "cifar-10-batches-py").is_dir():
         return "original"
@@ -266,34 +256,36 @@ def _choose_source(root: Path, source: str) -> str:
     return "original"  # nothing here: download it
 
 
-def load_cifar10(root: str | Path = DEFAULT_ROOT, source: str = "auto") -> Cifar10:
+def load_cifar10(root: str | Path | None = None, source: str = "auto",
+                 archive: str | Path | None = None) -> Cifar10:
     """CIFAR-10 from the first place that has it (see the module's docstring).
 
-    source: "auto", "original" (torchvision, downloading if needed) or "jpeg-offline"
-    (the archive found by find_archive).
+    root: the data folder (default: data_root()). source: "auto", "original" (torchvision,
+    downloading if needed) or "jpeg-offline" (the archive found by find_archive).
+    archive: the offline archive's path, if not the settings' one.
     """
     if source not in ("auto", "original", "jpeg-offline"):
         raise ValueError(f"unknown source {source!r}; choose one of 'auto', 'original', 'jpeg-offline'")
-    root = ensure_folder(Path(root))
-    source = _choose_source(root, source)
+    root = ensure_folder(data_root(root))
+    source = _choose_source(root, source, archive)
     cache = _cache_path(root, source)
     if cache.is_file():
         data, problem = _read_cache(cache)
         if data is not None and source == "jpeg-offline":
-            archive = find_archive(root)
-            if archive is not None and _sha256(archive) != data.copy.get("sha256"):
-                data, problem = None, f"it was made from another archive than {archive}"
+            found = find_archive(root, archive)
+            if found is not None and _sha256(found) != data.copy.get("sha256"):
+                data, problem = None, f"it was made from another archive than {found}"
         if data is not None:
             return data
         warnings.warn(f"the CIFAR-10 cache {cache} is not usable: {problem}; rebuilding it from its source",
                       RuntimeWarning, stacklevel=2)
     if source == "jpeg-offline":
-        archive = find_archive(root)
-        if archive is None:
+        found = find_archive(root, archive)
+        if found is None:
             unusable = f"the cache {cache} is not usable and " if cache.is_file() else ""
             raise DataError(f"{unusable}no offline CIFAR-10 archive was found to build it from: set "
                             f"{ARCHIVE_ENV} to the path of {ARCHIVE_NAME} or copy it to {root / ARCHIVE_NAME}")
-        data = read_image_folder_archive(archive)
+        data = read_image_folder_archive(found)
     else:
         try:
             data = read_torchvision(root, download=True)

@@ -18,12 +18,13 @@ fails, or CBAM_TUTORIAL_FUSED=0 is set, CBAM silently keeps the plain path.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from .settings import current_settings
 
 _SOURCE = Path(__file__).parent / "csrc" / "cbam_gate.cpp"
 
@@ -31,7 +32,7 @@ _SOURCE = Path(__file__).parent / "csrc" / "cbam_gate.cpp"
 @lru_cache(maxsize=1)
 def load_extension():
     """Compile (once, cached on disk) and return the C++ module, or None if unavailable."""
-    if os.environ.get("CBAM_TUTORIAL_FUSED", "1") == "0":
+    if not current_settings().fused:
         return None
     try:
         import logging

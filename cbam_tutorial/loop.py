@@ -1,4 +1,5 @@
-"""The training loop itself: one epoch of training, and evaluation with test-time augmentation.
+"""The training loop itself: one epoch of training, and evaluation with test-time
+augmentation.
 
 Chapter 5 shows these functions line by line; train.train() wraps them with what a run
 needs besides (profiles, resuming, checkpoints, results files). Everything here works on
@@ -17,20 +18,22 @@ TTA_MODES = ("none", "flip", "flip+translate")
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16 or fp16 autocast on `device` for precision "bf16" / "fp16"; a no-op for "fp32"."""
+    """bf16 or fp16 autocast on `device` for precision "bf16" or "fp16"; off in fp32."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def one_cycle_lr(step: int, total_steps: int, peak: float, warmup_fraction: float,
                  start_fraction: float = 0.0, end_fraction: float = 0.0) -> float:
-    """Linear warm-up from start_fraction * peak to `peak` over the first warmup_fraction of
-    the steps, then linear decay to end_fraction * peak at `total_steps`."""
+    """Linear warm-up from start_fraction * peak to `peak` over the first
+    warmup_fraction of the steps, then linear decay to end_fraction * peak at
+    `total_steps`."""
     warmup = max(1, int(total_steps * warmup_fraction))
     start, end = start_fraction * peak, end_fraction * peak
     if step < warmup:
         return start + (peak - start) * (step + 1) / warmup
-    return end + (peak - end) * max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    remaining = max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    return end + (peak - end) * remaining
 
 
 class Lookahead:
@@ -44,7 +47,8 @@ class Lookahead:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.slow = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()
+        self.slow = {name: tensor.detach().clone()
+                     for name, tensor in model.state_dict().items()
                      if tensor.is_floating_point()}
 
     @torch.no_grad()
@@ -62,11 +66,15 @@ class Lookahead:
             self.slow[name].copy_(tensor)
 
 
-def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.Optimizer,
-                    loss_fn: nn.Module, learning_rate: Callable[[int], float], first_step: int,
-                    precision: str = "fp32", scaler: torch.amp.GradScaler | None = None,
+def train_one_epoch(model: nn.Module, batches: Iterable,
+                    optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+                    learning_rate: Callable[[int], float], first_step: int,
+                    precision: str = "fp32",
+                    scaler: torch.amp.GradScaler | None = None,
                     after_step: Callable[[int], None] | None = None) -> dict:
-    """One pass over `batches` of (images (B, 3, H, W), labels (B,)); returns mean loss and accuracy.
+    """One pass over `batches` of (images (B, 3, H, W), labels (B,)).
+
+    Returns {"loss": mean loss, "accuracy": accuracy} over the epoch's images.
 
     learning_rate(step) gives the rate of every optimizer step; steps are numbered from
     `first_step` on, so that a schedule runs across epochs. after_step(step) runs after
@@ -84,7 +92,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
             logits = model(images)
             loss = loss_fn(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+        if scaler is not None:  # fp16: scale the loss, or small gradients underflow
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -97,13 +105,14 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
     if seen == 0:
-        raise ValueError("the epoch had no batches: the training set is smaller than one batch")
+        raise ValueError("the epoch had no batches: the training set is smaller "
+                         "than one batch")
     return {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen}
 
 
 def shift(images: torch.Tensor, pixels: int) -> torch.Tensor:
-    """(B, C, H, W) images moved `pixels` right and down (negative: left and up), the border
-    filled by reflection."""
+    """(B, C, H, W) images moved `pixels` right and down (negative: left and up),
+    the border filled by reflection."""
     if pixels == 0:
         return images
     p = abs(pixels)
@@ -113,15 +122,17 @@ def shift(images: torch.Tensor, pixels: int) -> torch.Tensor:
     return padded[..., start:start + height, start:start + width]
 
 
-def tta_logits(model: nn.Module, images: torch.Tensor, tta: str = "flip") -> torch.Tensor:
+def tta_logits(model: nn.Module, images: torch.Tensor,
+               tta: str = "flip") -> torch.Tensor:
     """Logits (B, classes) averaged over views of (B, 3, H, W) `images`.
 
-    "none": the image itself; "flip": the image and its mirror image; "flip+translate":
-    those two (weight 1/2) and both moved by one pixel, the image down-right and the mirror
-    image up-left (weight 1/2).
+    "none": the image itself; "flip": the image and its mirror image;
+    "flip+translate": those two (weight 1/2) and both moved by one pixel, the image
+    down-right and the mirror image up-left (weight 1/2).
     """
     if tta not in TTA_MODES:
-        raise ValueError(f"tta must be one of {', '.join(map(repr, TTA_MODES))}, got {tta!r}")
+        choices = ", ".join(map(repr, TTA_MODES))
+        raise ValueError(f"tta must be one of {choices}, got {tta!r}")
     logits = model(images)
     if tta == "none":
         return logits
@@ -134,15 +145,18 @@ def tta_logits(model: nn.Module, images: torch.Tensor, tta: str = "flip") -> tor
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable, precision: str = "fp32", tta: str = "flip") -> dict:
-    """Mean cross-entropy and accuracy of `model` over `batches` of (images, labels), in eval mode."""
+def evaluate(model: nn.Module, batches: Iterable, precision: str = "fp32",
+             tta: str = "flip") -> dict:
+    """Mean cross-entropy and accuracy of `model` over `batches` of (images, labels),
+    in eval mode."""
     total_loss, correct, count = 0.0, 0, 0
     device = next(model.parameters()).device
     with evaluation_mode(model):
         for images, labels in batches:
             with autocast(device, precision):
                 logits = tta_logits(model, images, tta).float()
-            total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
+            total_loss += loss.item()
             correct += (logits.argmax(1) == labels).sum().item()
             count += len(labels)
     if count == 0:

@@ -5,6 +5,7 @@ import datetime
 import platform
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -15,11 +16,18 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> dict:
-    """{"commit": sha or "unknown", "dirty": bool or None} of the package's checkout now."""
+    """{"commit": sha or "unknown", "dirty": bool or None} of the package's checkout now.
+
+    "unknown" unless the package is imported from the top of a git checkout (an editable
+    install); an installed wheel has no commit of its own, even inside another repository.
+    """
     def git(*args):
         return subprocess.run(["git", "-C", str(REPOSITORY), *args], capture_output=True,
                               text=True, timeout=10)
     try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != REPOSITORY:
+            return {"commit": "unknown", "dirty": None}
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"commit": "unknown", "dirty": None}
@@ -29,9 +37,11 @@ def git_commit() -> dict:
         return {"commit": "unknown", "dirty": None}
 
 
-# The commit of the code this process imported (a later checkout or commit does not change
-# the code already in memory, so it is read once, here).
-LOADED_CODE = git_commit()
+@lru_cache(maxsize=1)
+def loaded_code() -> dict:
+    """The commit of the code this process runs, read at the first call (the first results
+    file written) and kept: a later checkout or commit does not change the code in memory."""
+    return git_commit()
 
 
 def device_description(device: torch.device) -> str:
@@ -56,7 +66,7 @@ def provenance(device: torch.device) -> dict:
     import torchvision
 
     return {
-        **LOADED_CODE,
+        **loaded_code(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,

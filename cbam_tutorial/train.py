@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 import warnings
@@ -37,16 +36,17 @@ from .allocator import keep_freed_memory
 from .cost import count_flops, count_parameters
 from .data import Cifar10, Split, load_cifar10
 from .loader import TensorLoader
-from .loop import TTA_MODES, Lookahead, autocast, evaluate, one_cycle_lr, train_one_epoch
-from .models import build_model, evaluation_mode
+from .loop import TTA_MODES, Lookahead, evaluate, one_cycle_lr, train_one_epoch
+from .models import build_model
 from .provenance import provenance
+from .settings import VARIABLES, current_settings
 from .result import TrainingResult
 from .storage import ensure_writable_file, write_atomically
 
-PROFILE_ENV = "CBAM_TUTORIAL_PROFILE"
+PROFILE_ENV = VARIABLES["profile"]
 # When set, every finished training appends one JSON line (what ran, images seen, FLOPs,
 # seconds) to this file: benchmarks/time_chapters.py uses it to attribute time to training.
-TRAIN_LOG_ENV = "CBAM_TUTORIAL_TRAIN_LOG"
+TRAIN_LOG_ENV = VARIABLES["train_log"]
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def choose_device(requested: str | torch.device | None = None) -> torch.device:
 
 def choose_profile(requested: str | None = None, device: torch.device | None = None) -> Profile:
     """The requested profile, else $CBAM_TUTORIAL_PROFILE, else "gpu" on CUDA and "quick" otherwise."""
-    name = requested or os.environ.get(PROFILE_ENV) or (
+    name = requested or current_settings().profile or (
         "gpu" if device is not None and device.type == "cuda" else "quick")
     if name not in PROFILES:
         source = "" if requested else f" (from ${PROFILE_ENV})"
@@ -344,8 +344,8 @@ def _subset(split: Split, size: int | None, seed: int) -> Split:
 def _progress_enabled(progress: bool | None) -> bool:
     if progress is not None:
         return progress
-    if os.environ.get("CBAM_TUTORIAL_PROGRESS") is not None:
-        return os.environ["CBAM_TUTORIAL_PROGRESS"] not in ("0", "")
+    if current_settings().progress is not None:
+        return current_settings().progress
     # a terminal, or a notebook kernel (Jupyter, Colab); builds of the book set the variable to 0
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
@@ -571,18 +571,20 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     )
     if out_dir is not None:
         write_metrics(result, out_dir / "metrics.json")
-    if os.environ.get(TRAIN_LOG_ENV):
-        _log_training(result, len(train_loader) * chosen.batch_size, len(val_loader.labels), len(test_loader.labels))
+    if current_settings().train_log is not None:
+        _log_training(result, len(train_loader) * chosen.batch_size, len(val_loader.labels),
+                      len(test_loader.labels), current_settings().train_log)
     return result
 
 
-def _log_training(result: TrainingResult, images_per_epoch: int, val_images: int, test_images: int) -> None:
+def _log_training(result: TrainingResult, images_per_epoch: int, val_images: int, test_images: int,
+                  path: Path) -> None:
     epochs = len(result.history)
     line = {"model": result.config["model"], "attention": result.config["attention"],
             "profile": result.config["profile"]["name"], "epochs": epochs,
             "train_images_seen": epochs * images_per_epoch, "evaluated_images": val_images + test_images,
             "forward_flops_per_image": result.flops, "train_seconds": result.train_seconds}
-    with open(os.environ[TRAIN_LOG_ENV], "a") as log:
+    with open(path, "a") as log:
         log.write(json.dumps(line) + "\n")
 
 

@@ -1,11 +1,11 @@
-"""Trained models shared between chapters: trained once, then read from a checkpoint in data/.
+"""Trained models shared between chapters: trained once, then read from a checkpoint.
 
     model = trained_model("cbam")                       # quick profile, resnet20, seed 0
     model, result = trained_model("se", with_metrics=True)
 
 A chapter that needs a trained network calls this; the first call trains (about a minute
 on a 2-core CPU in the quick profile) and keeps `checkpoint.pt` and `metrics.json` under
-data/checkpoints/; later calls, from any chapter, load them. An interrupted training
+checkpoints/ in the data folder (see settings); later calls, from any chapter, load them. An interrupted training
 resumes from its last epoch (see train.train).
 """
 from __future__ import annotations
@@ -15,20 +15,20 @@ from pathlib import Path
 
 from torch import nn
 
-from .data import DEFAULT_ROOT
+from .data import data_root
 from .result import TrainingResult
 from .train import choose_device, choose_profile, load_model, train
 
-CHECKPOINTS = DEFAULT_ROOT / "checkpoints"
-
 
 def checkpoint_dir(attention: str | None, profile: str, model_name: str, seed: int,
-                   root: Path = CHECKPOINTS) -> Path:
-    return Path(root) / f"{profile}-{model_name}-{attention or 'baseline'}-seed{seed}"
+                   root: str | Path | None = None) -> Path:
+    """Where a shared model is kept: root (default: the data folder's checkpoints/) / name."""
+    root = Path(root) if root is not None else data_root() / "checkpoints"
+    return root / f"{profile}-{model_name}-{attention or 'baseline'}-seed{seed}"
 
 
 def trained_model(attention: str | None, profile: str | None = None, model_name: str | None = None,
-                  seed: int = 0, root: Path = CHECKPOINTS, with_metrics: bool = False, data=None,
+                  seed: int = 0, root: str | Path | None = None, with_metrics: bool = False, data=None,
                   device: str | None = None, progress: bool | None = None):
     """A model trained by train() with a named profile, unchanged (so that the cache is
     keyed by profile, model, attention and seed alone); from its checkpoint when complete.

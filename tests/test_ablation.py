@@ -8,9 +8,11 @@ import time
 import pytest
 import torch
 
-from cbam_tutorial import ablation
-from cbam_tutorial.ablation import (GRIDS, append_record, expand_grid, mean_interval, read_records,
-                                    run_grid, summarize)
+from cbam_tutorial import grids, runner
+from cbam_tutorial.comparison import mean_interval, summarize
+from cbam_tutorial.grids import GRIDS, expand_grid
+from cbam_tutorial.ledger import append_record, read_records
+from cbam_tutorial.runner import run_grid
 from cbam_tutorial.models import build_model
 
 
@@ -53,7 +55,7 @@ def test_grids_name_every_configuration_of_the_papers_tables_once():
     assert sorted(names["all"]) == sorted(set(names["pooling"] + names["spatial"] + names["arrangement"]))
     for grid, configs in GRIDS.items():
         assert len({c.name for c in configs}) == len(configs), grid
-    assert set(ablation.PAPER_TOP1_ERROR) == {c.name for c in GRIDS["all"]}  # each has the paper's row
+    assert set(grids.PAPER_TOP1_ERROR) == {c.name for c in GRIDS["all"]}  # each has the paper's row
     runs = expand_grid("all", 3)
     assert len(runs) == 11 * 3 and len(set((c.name, s) for c, s in runs)) == len(runs)
     assert expand_grid("pooling", [4, 7])[:2] == [(GRIDS["pooling"][0], 4), (GRIDS["pooling"][0], 7)]
@@ -180,14 +182,15 @@ def test_a_real_record_keeps_training_settings_and_grid_configuration(monkeypatc
 
     monkeypatch.setattr(engine, "train", fake_train)
     config = GRIDS["pooling"][1]
-    record = ablation._train_one(config, 2, "quick", None, {})
+    record = runner._train_one(config, 2, "quick", None, {})
     assert record["configuration"]["name"] == "cam avg" and record["config"]["attention"] == "cam"
     assert record["profile"] == "quick" and record["seed"] == 2 and "model" not in record
     assert summarize([record]).loc["cam avg", "accuracy %"] == 60.0
 
 
 def test_verdicts_and_grid_filter_by_hand():
-    from cbam_tutorial.ablation import grid_records, verdicts
+    from cbam_tutorial.comparison import verdicts
+    from cbam_tutorial.grids import grid_records
 
     scores = {"baseline": [0.90, 0.92, 0.91], "cam avg": [0.91, 0.94, 0.93], "cam max": [0.92, 0.90, 0.91],
               "se": [0.95, 0.95, 0.96]}
@@ -205,7 +208,7 @@ def test_verdicts_and_grid_filter_by_hand():
 
 
 def test_comparisons_are_data_and_sentences_are_rendered_from_them():
-    from cbam_tutorial.ablation import Outcome, compare
+    from cbam_tutorial.comparison import Outcome, compare
 
     scores = {"baseline": [0.90, 0.92, 0.91], "cam avg": [0.93, 0.95, 0.94], "cam max": [0.92, 0.90, 0.91],
               "se": [0.95]}
@@ -220,7 +223,7 @@ def test_comparisons_are_data_and_sentences_are_rendered_from_them():
 
 
 def test_the_ablation_report_shows_reference_instead_of_nan_and_computes_its_conclusion():
-    from cbam_tutorial.report import REFERENCE, ablation_report, shown
+    from cbam_tutorial.book.report import REFERENCE, ablation_report, shown
 
     scores = {"baseline": [0.90, 0.92, 0.91], "cam avg": [0.93, 0.95, 0.94], "cam max": [0.92, 0.90, 0.91],
               "cam avg+max": [0.91, 0.94, 0.91]}

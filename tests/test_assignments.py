@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cbam_tutorial.assignments import AssignmentError, solution_lines, student_version, write_assignments
+from cbam_tutorial.book.assignments import AssignmentError, solution_lines, student_version, write_assignments
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))

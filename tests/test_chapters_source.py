@@ -18,6 +18,24 @@ def test_committed_without_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear the outputs"
 
 
+# the width of a code cell on the rendered page, in characters of its monospace font
+CODE_LINE_LIMIT = 88
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_cells_fit_the_page(path):
+    long = [f"cell {index}: {line.strip()[:60]}... ({len(line)} characters)"
+            for index, cell in enumerate(nbformat.read(path, as_version=4).cells) if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > CODE_LINE_LIMIT]
+    assert not long, f"{path.name}: lines over {CODE_LINE_LIMIT} characters:\n" + "\n".join(long)
+
+
+def test_the_package_code_that_chapters_show_fits_the_page():
+    """show_source() prints package functions into chapter 5: their lines obey the limit too."""
+    shown = (ROOT / "cbam_tutorial" / "loop.py").read_text().splitlines()
+    assert not [n for n, line in enumerate(shown, 1) if len(line) > CODE_LINE_LIMIT]
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_has_objectives_exercises_and_summary(path):
     text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
@@ -33,9 +51,9 @@ def test_every_glue_reference_is_glued_by_a_cell(path):
     code = "\n".join(c.source for c in cells if c.cell_type == "code")
     for key in referenced:
         # glued literally, or through an f-string whose fixed parts all appear in the key
-        literal = f'glue("{key}"' in code
+        literal = re.search(rf'glue\(\s*"{re.escape(key)}"', code) is not None
         templated = any(all(part in key for part in re.split(r"\{[^}]+\}", template) if part)
-                        for template in re.findall(r'glue\(f"([^"]+)"', code))
+                        for template in re.findall(r'glue\(\s*f"([^"]+)"', code))
         assert literal or templated, f"{path.name}: {key!r} is referenced but never glued"
 
 

@@ -94,14 +94,15 @@ def test_in_simulated_colab_it_clones_installs_and_imports_from_the_clone(shell,
     assert colab.pip_lines == [f"install --quiet -e {checkout}[book]"]
     assert sys.path[0] == str(checkout) and Path.cwd() == checkout
 
-    # the kernel now imports the package from the clone, with data/ inside the clone
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import cbam_tutorial.data as d, cbam_tutorial.links as l; "
-             "print(d.__file__); print(d.DEFAULT_ROOT); print(l.colab_url('chapters/x.ipynb'))")
+    # the kernel now imports the package from the clone, caching data in the runtime's ~/.cache
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import cbam_tutorial.data as d, cbam_tutorial.book.links as l; "
+             "print(d.__file__); print(d.data_root()); print(l.colab_url('chapters/x.ipynb'))")
+    home = tmp_path / "root"
     out = subprocess.run([sys.executable, "-c", probe, str(checkout)], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120, env={"PATH": "/usr/bin:/bin"})
+                         cwd=checkout, timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
     assert out.returncode == 0, out.stderr
     module_file, data_root, colab_link = out.stdout.split()
-    assert module_file.startswith(str(checkout)) and data_root == str(checkout / "data")
+    assert module_file.startswith(str(checkout)) and data_root == str(home / ".cache" / "cbam-tutorial")
     assert colab_link.endswith(f"/blob/{CONFIG['branch']}/chapters/x.ipynb")
 
     # and the install the cell asks for would add the package only: torch and the rest stay
@@ -135,7 +136,7 @@ def test_an_interrupted_clone_is_cloned_again(shell, simulated_colab):
 
 
 def test_links_follow_the_book_configuration(tmp_path):
-    from cbam_tutorial.links import colab_url
+    from cbam_tutorial.book.links import colab_url
 
     config = tmp_path / "_config.yml"
     config.write_text("repository:\n  url: https://github.com/someone/fork/\n  branch: dev\n  path_to_book: docs\n")

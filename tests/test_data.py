@@ -86,13 +86,27 @@ def test_wrong_layout(tmp_path):
 
 def test_missing_archive_named_by_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(cifar.ARCHIVE_ENV, str(tmp_path / "nowhere.tar.gz"))
-    with pytest.raises(DataError, match="does not name a file"):
+    with pytest.raises(DataError, match=r"\$CBAM_TUTORIAL_CIFAR10_ARCHIVE \(.*nowhere.tar.gz\) is not a file"):
         load_cifar10(root=tmp_path)
+
+
+def test_missing_archive_passed_as_an_argument_wins_over_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(cifar.ARCHIVE_ENV, str(tmp_path / "from-the-environment.tar.gz"))
+    with pytest.raises(DataError, match=r"the archive passed \(.*passed.tar.gz\) is not a file"):
+        load_cifar10(root=tmp_path, archive=tmp_path / "passed.tar.gz")
+
+
+def test_the_package_looks_for_an_archive_only_where_it_is_told(tmp_path, monkeypatch):
+    """No search of this project's own folders: the settings' archive, else root/."""
+    monkeypatch.delenv(cifar.ARCHIVE_ENV, raising=False)
+    assert cifar.find_archive(tmp_path) is None
+    (tmp_path / cifar.ARCHIVE_NAME).write_bytes(b"")
+    assert cifar.find_archive(tmp_path) == tmp_path / cifar.ARCHIVE_NAME
 
 
 def test_no_copy_anywhere_and_no_internet(tmp_path, monkeypatch):
     monkeypatch.delenv(cifar.ARCHIVE_ENV, raising=False)
-    monkeypatch.setattr(cifar, "find_archive", lambda root: None)
+    monkeypatch.setattr(cifar, "find_archive", lambda root, archive=None: None)
 
     def offline(root, download):
         raise OSError("network is unreachable")
@@ -104,12 +118,12 @@ def test_no_copy_anywhere_and_no_internet(tmp_path, monkeypatch):
 
 
 def test_torn_cache_is_rebuilt(tmp_path, monkeypatch, cifar10):
-    archive = cifar.find_archive()
+    archive = cifar.find_archive(cifar.data_root())
     if archive is None or cifar10.copy["source"] != "jpeg-offline":
         pytest.skip("needs the offline archive the cached copy was made from")
     (tmp_path / "cifar10-jpeg-offline.npz").write_bytes(b"not a cache")
     monkeypatch.setattr(cifar, "read_image_folder_archive", lambda path: cifar10)
-    monkeypatch.setattr(cifar, "find_archive", lambda root: archive)
+    monkeypatch.setattr(cifar, "find_archive", lambda root, archive_=None: archive)
     monkeypatch.delenv(cifar.ARCHIVE_ENV, raising=False)
     with pytest.warns(RuntimeWarning, match="cifar10-jpeg-offline.npz is not usable: it cannot be read"):
         assert load_cifar10(root=tmp_path, source="jpeg-offline") is cifar10

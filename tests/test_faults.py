@@ -22,7 +22,8 @@ import torch
 
 from cbam_test_models import synthetic_cifar10
 from cbam_tutorial import data as data_module
-from cbam_tutorial.ablation import GridFailures, append_record, read_ledger, read_records, run_grid
+from cbam_tutorial.ledger import append_record, read_ledger, read_records
+from cbam_tutorial.runner import GridFailures, run_grid
 from cbam_tutorial.attention import build_attention
 from cbam_tutorial.ledger import GridLock, LedgerBusy
 from cbam_tutorial.storage import StorageError
@@ -321,8 +322,8 @@ def test_killing_the_parent_leaves_no_worker_behind(tmp_path):
 def cache_copy(tmp_path):
     """A private data folder holding a copy of the real cache (decoded from the archive once)."""
     real = data_module.load_cifar10()
-    source = data_module._cache_path(data_module.DEFAULT_ROOT, real.copy["source"])
-    if real.copy["source"] != "jpeg-offline" or data_module.find_archive() is None:
+    source = data_module._cache_path(data_module.data_root(), real.copy["source"])
+    if real.copy["source"] != "jpeg-offline" or data_module.find_archive(data_module.data_root()) is None:
         pytest.skip("needs the offline archive to rebuild from")
     root = tmp_path / "data"
     root.mkdir()
@@ -360,7 +361,7 @@ def test_a_corrupt_cache_without_an_archive_says_both(tmp_path, monkeypatch):
     root.mkdir()
     (root / "cifar10-jpeg-offline.npz").write_bytes(b"PK\x03\x04 torn")
     monkeypatch.delenv(data_module.ARCHIVE_ENV, raising=False)
-    monkeypatch.setattr(data_module, "find_archive", lambda root=None: None)
+    monkeypatch.setattr(data_module, "find_archive", lambda root=None, archive=None: None)
     with pytest.warns(RuntimeWarning, match="is not usable"):
         with pytest.raises(data_module.DataError, match="the cache .* is not usable and no offline CIFAR-10 archive"):
             data_module.load_cifar10(root, source="jpeg-offline")
@@ -433,7 +434,7 @@ def test_a_cache_made_from_another_archive_is_rebuilt(cache_copy, tmp_path, monk
     other = tmp_path / "other-archive.tar.gz"
     other.write_bytes(b"another archive")
     monkeypatch.delenv(data_module.ARCHIVE_ENV, raising=False)
-    monkeypatch.setattr(data_module, "find_archive", lambda root=None: other)
+    monkeypatch.setattr(data_module, "find_archive", lambda root=None, archive=None: other)
     monkeypatch.setattr(data_module, "read_image_folder_archive", lambda path: real)
     with pytest.warns(RuntimeWarning, match=f"it was made from another archive than {other}"):
         data_module.load_cifar10(root, source="jpeg-offline")

@@ -3,7 +3,7 @@ import builtins
 
 import pytest
 
-from cbam_tutorial import notebook
+from cbam_tutorial.book import notebook
 
 
 @pytest.fixture

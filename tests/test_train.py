@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import cbam_tutorial.train as engine
+from cbam_tutorial.settings import reset_settings
 from cbam_tutorial.data import load_cifar10
 from cbam_tutorial.train import (PROFILES, choose_device, choose_precision, choose_profile, load_model,
                                  one_cycle_lr, parameter_groups, train)
@@ -122,9 +123,12 @@ def test_profile_choice(monkeypatch):
     assert choose_profile(None, torch.device("cpu")).name == "quick"
     assert choose_profile(None, torch.device("cuda")).name == "gpu"
     monkeypatch.setenv(engine.PROFILE_ENV, "cpu")
+    assert choose_profile(None, torch.device("cpu")).name == "quick"  # the settings were read once
+    reset_settings()
     assert choose_profile(None, torch.device("cpu")).name == "cpu"
     assert choose_profile("quick", torch.device("cpu")).name == "quick"
     monkeypatch.setenv(engine.PROFILE_ENV, "huge")
+    reset_settings()
     with pytest.raises(ValueError, match=r"unknown profile 'huge' \(from \$CBAM_TUTORIAL_PROFILE\); choose one of"):
         choose_profile(None, torch.device("cpu"))
     assert set(PROFILES) == {"quick", "cpu", "cpu-resnet20", "ablation", "demo", "tiny", "gpu",
@@ -196,7 +200,7 @@ def test_on_epoch_can_stop_training(cifar10):
 
 def test_every_chapter_trains_at_most_five_minutes_on_a_t4_by_the_estimate():
     """The estimate (not a measurement): counted FLOPs at 10% of a T4's stated fp16 peak."""
-    from cbam_tutorial.ablation import GRIDS
+    from cbam_tutorial.grids import GRIDS
     from cbam_tutorial.cost import count_flops, gpu_seconds_estimate, run_flops
 
     gpu = PROFILES["gpu"]

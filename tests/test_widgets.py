@@ -7,7 +7,7 @@ from cbam_tutorial.data import load_cifar10
 from cbam_tutorial.gradcam import grad_cam
 from cbam_tutorial.images import to_model_input
 from cbam_tutorial.models import build_model
-from cbam_tutorial.widgets import AblationLab, AttentionExplorer, ReductionExplorer, configuration_cost
+from cbam_tutorial.book.widgets import AblationLab, AttentionExplorer, ReductionExplorer, configuration_cost
 
 pytest.importorskip("ipywidgets")
 
@@ -75,3 +75,22 @@ def test_reduction_explorer_matches_a_hand_count():
     assert app.result["attention_parameters"] == by_hand
     assert f"{by_hand:,}" in app.label.value
     assert app.table[16]["attention_parameters"] < by_hand
+
+
+def test_an_app_is_shown_once_as_widget_and_picture_in_one_output(monkeypatch):
+    """show_app displays one bundle: notebooks render its widget view, the site its PNG."""
+    import base64
+
+    from cbam_tutorial.book import links
+
+    app = ReductionExplorer()
+    bundle = links.app_bundle(app)
+    assert bundle[links.WIDGET_VIEW]["model_id"] == app.widget.model_id
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objects, **kwargs: shown.append((objects, kwargs)))
+    monkeypatch.setattr(links, "colab_url", lambda notebook: f"https://colab.example/{notebook}")
+    links.show_app(app, "chapters/04_cbam_block.ipynb")
+    (first, options), (second, _) = shown
+    assert options == {"raw": True} and set(first[0]) == {links.WIDGET_VIEW, "image/png", "text/plain"}
+    assert "https://colab.example/chapters/04_cbam_block.ipynb" in second[0].data

@@ -113,17 +113,43 @@ def test_figures_are_on_the_page(browser, server, chapter):
 
 
 @pytest.mark.parametrize("chapter", WIDGETS)
-def test_widget_snapshots_are_not_empty(browser, server, chapter):
+def test_each_app_appears_once_as_a_picture(browser, server, chapter):
+    """A static page cannot run an app's callbacks: it shows the app's picture, once, and
+    no frozen widget beside it; the caption under it links to the chapter in Colab."""
     page, _, _ = open_page(browser, f"{server}/chapters/{chapter}.html")
     try:
-        # the live widget, rendered from its saved state by the widget manager
-        rendered = page.evaluate("""() => [...document.querySelectorAll('.jupyter-widgets')]
-            .map(w => w.getBoundingClientRect().height)""")
-        assert rendered and max(rendered) > 20, f"{chapter}: widget views {rendered}"
-        # and the static snapshot below it, with its link to run it live
-        snapshot = page.locator("text=A snapshot of the app above").first
-        assert snapshot.count() == 1, f"{chapter}: no snapshot caption"
-        link = snapshot.locator("a").first.get_attribute("href")
+        frozen = page.evaluate("""() => [...document.querySelectorAll('article .jupyter-widgets')]
+            .filter(w => w.getBoundingClientRect().height > 0).length""")
+        assert frozen == 0, f"{chapter}: {frozen} frozen widget views on the page"
+        captions = page.locator("text=this app is a picture of the state above")
+        assert captions.count() == 1, f"{chapter}: {captions.count()} app captions"
+        link = captions.first.locator("a").first.get_attribute("href")
         assert link.endswith(f"/chapters/{chapter}.ipynb"), link
+        # the output just before the caption is the app's picture, and it is not empty
+        size = page.evaluate("""() => {
+            const caption = [...document.querySelectorAll('article p')]
+                .find(p => p.textContent.includes('this app is a picture of the state above'));
+            const cell = caption.closest('.cell_output') || caption.parentElement;
+            const images = [...cell.querySelectorAll('img')];
+            const picture = images[images.length - 1];
+            return picture ? [picture.naturalWidth, picture.naturalHeight] : null;
+        }""")
+        assert size and size[0] >= 200 and size[1] >= 100, f"{chapter}: app picture {size}"
+        # every picture on the page is different: no figure is shown twice
+        sources = page.evaluate("""() => [...document.querySelectorAll('article img')]
+            .map(img => img.currentSrc || img.src)""")
+        assert len(sources) == len(set(sources)), f"{chapter}: a picture appears twice"
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("name", [p for p in PAGES if p.startswith("chapters/")])
+def test_code_cells_do_not_run_past_the_page(browser, server, name):
+    page, _, _ = open_page(browser, f"{server}/{name}.html")
+    try:
+        clipped = page.evaluate("""() => [...document.querySelectorAll('div.cell_input pre')]
+            .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+            .map(pre => pre.textContent.split('\\n').find(l => l.length > 80) || pre.textContent.slice(0, 80))""")
+        assert not clipped, f"{name}: code cells wider than the page: {clipped[:3]}"
     finally:
         page.close()

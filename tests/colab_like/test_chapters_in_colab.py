@@ -104,6 +104,7 @@ def test_chapter_runs_in_a_fresh_colab_runtime(chapter, colab, monkeypatch):
     content.mkdir(parents=True)
     monkeypatch.setenv("JUPYTER_PATH", colab["jupyter_path"])
     monkeypatch.setenv("CBAM_TUTORIAL_CHECKOUT", str(content / "cbam-tutorial"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(runtime / "cache"))  # a fresh runtime's empty cache
     for name in ("CBAM_TUTORIAL_PROGRESS", "CBAM_TUTORIAL_DATA", "VIRTUAL_ENV", "PYTHONPATH"):
         monkeypatch.delenv(name, raising=False)  # Colab sets none of them
     before = run([COLAB_PYTHON, "-m", "pip", "list", "--format=freeze"]).splitlines()

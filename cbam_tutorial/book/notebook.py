@@ -1,6 +1,6 @@
 """What a chapter needs from its notebook environment, wherever it runs.
 
-    from cbam_tutorial.notebook import glue
+    from cbam_tutorial.book.notebook import glue
     glue("val_accuracy", "91.3%", display=False)
 
 `glue` names a value for the book's text (`{glue:text}`). In the book build it is

@@ -9,17 +9,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .ablation import read_records
-from .data import PACKAGE_ROOT
+from ..ledger import read_records
+from . import book_root
 
-RESULTS = PACKAGE_ROOT / "results"
+
+def results_dir() -> Path:
+    """The book checkout's results/ folder (see book_root)."""
+    return book_root() / "results"
 
 
 def reference_path(name: str) -> Path:
-    path = RESULTS / name
+    path = results_dir() / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"reference result {name!r} not found in {RESULTS}; the reference results ship with the "
+            f"reference result {name!r} not found in {results_dir()}; the reference results ship with the "
             "repository, not with the package: run the chapter from a clone (in Colab the setup cell "
             "clones it), or regenerate the file with the command in results/README.md")
     return path
@@ -37,7 +40,8 @@ def reference_json(name: str) -> dict:
 def reference_names(pattern: str) -> list[str]:
     """Names (relative to results/) of the committed results files matching a glob `pattern`,
     e.g. "train/cpu-fastnet-cbam-seed*.json", sorted; a FileNotFoundError if there are none."""
-    names = sorted(str(path.relative_to(RESULTS)) for path in RESULTS.glob(pattern) if path.is_file())
+    results = results_dir()
+    names = sorted(str(path.relative_to(results)) for path in results.glob(pattern) if path.is_file())
     if not names:
-        raise FileNotFoundError(f"no reference result matches {pattern!r} in {RESULTS}; see results/README.md")
+        raise FileNotFoundError(f"no reference result matches {pattern!r} in {results}; see results/README.md")
     return names

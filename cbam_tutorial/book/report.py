@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .comparison import Comparison, compare, summarize
-from .grids import GRIDS, PAPER_REFERENCE_ROWS, grid_records
+from ..comparison import Comparison, compare, summarize
+from ..grids import GRIDS, PAPER_REFERENCE_ROWS, grid_records
 
 REFERENCE = "reference"  # what a reader sees where a row is the one compared against
 
@@ -57,7 +57,7 @@ class AblationReport:
         return shown(renamed, self.reference_row)
 
     def figure(self):
-        from .viz import plot_ablation
+        from ..viz import plot_ablation
 
         return plot_ablation(self.table, title=f"{self.grid} ablation: CIFAR-10 reference runs beside the paper")
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import threading
 
-import torch
 
-from .attention_maps import extract_attention
-from .cost import count_flops, count_parameters
-from .data import CLASSES
-from .gradcam import grad_cam
-from .images import to_display, to_model_input
-from .models import attention_modules, build_model
-from .viz import PALETTE, book_style
+from ..attention_maps import extract_attention
+from ..cost import count_flops, count_parameters
+from ..data import CLASSES
+from ..gradcam import grad_cam
+from ..images import to_display, to_model_input
+from ..models import attention_modules, build_model
+from ..viz import PALETTE, book_style
 
 
 def _widgets():
@@ -156,7 +155,7 @@ class AblationLab:
     """
 
     def __init__(self, data=None, profile: str | None = None, model_name: str = "resnet20", **overrides) -> None:
-        from .train import PROFILES, choose_device, choose_profile
+        from ..train import PROFILES, choose_device, choose_profile
 
         w = _widgets()
         self.data, self.model_name = data, model_name
@@ -234,7 +233,7 @@ class AblationLab:
         return fig
 
     def _train(self, options: dict) -> None:
-        from .train import train
+        from ..train import train
 
         try:
             result = train(self.model_name, "cbam", profile=self.profile, data=self.data, progress=False,

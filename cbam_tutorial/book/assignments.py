@@ -15,9 +15,8 @@ import copy
 import re
 from pathlib import Path
 
-from .data import PACKAGE_ROOT
+from . import book_root
 
-CHAPTERS = PACKAGE_ROOT / "chapters"
 DEFAULT_SCAFFOLD = "# YOUR CODE HERE\nraise NotImplementedError"
 SOLUTION_DIRECTIVE = re.compile(r"^(`{3,}|:{3,})\{solution\}.*?^\1\s*$", re.MULTILINE | re.DOTALL)
 
@@ -69,11 +68,16 @@ def student_version(notebook, name: str = "") -> object:
     return student
 
 
-def write_assignments(out: str | Path, chapters: str | Path = CHAPTERS) -> list[Path]:
+def chapters_dir() -> Path:
+    """The book checkout's chapters/ folder (see book_root)."""
+    return book_root() / "chapters"
+
+
+def write_assignments(out: str | Path, chapters: str | Path | None = None) -> list[Path]:
     """Write a student version of every chapter notebook in `chapters` into `out`."""
     import nbformat
 
-    chapters, out = Path(chapters), Path(out)
+    chapters, out = Path(chapters) if chapters is not None else chapters_dir(), Path(out)
     notebooks = sorted(chapters.glob("*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no chapter notebooks in {chapters}; run from a clone of the repository "
