@@ -160,12 +160,15 @@ class FastStage(nn.Module):
     Shapes: (B, C_in, H, W) -> (B, C_out, ceil(H / 2), ceil(W / 2)).
     The residual branch is conv3x3-BN-[attention]; its output is added to the block's
     input and passed through the activation: attention sits on the output of the last
-    BatchNorm of the branch, before the identity is added, as in the paper.
+    BatchNorm of the branch, before the identity is added, as in the paper. With
+    residual=False the identity is left out (airbench's plain conv-BN-act group).
     """
 
     def __init__(self, in_channels: int, out_channels: int, activation: str = "gelu",
-                 attention: str | None = None, bn_momentum: float = 0.1, **attention_options) -> None:
+                 attention: str | None = None, bn_momentum: float = 0.1, residual: bool = True,
+                 **attention_options) -> None:
         super().__init__()
+        self.residual = residual
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2, ceil_mode=True)
         self.bn = nn.BatchNorm2d(out_channels, momentum=bn_momentum)
@@ -179,7 +182,7 @@ class FastStage(nn.Module):
         branch = self.residual_bn(self.residual_conv(x))
         if self.attention is not None:
             branch = self.attention(branch)
-        return self.activation(x + branch)
+        return self.activation(x + branch if self.residual else branch)
 
 
 class FastNet(nn.Module):
@@ -203,6 +206,9 @@ class FastNet(nn.Module):
             newest batch). Faster than PyTorch's 0.1 because the weights move fast under the
             fast recipe: slow statistics lag behind them and the model scores worse in eval
             mode than in training.
+        residual: add each stage's input to the output of its second convolution (the
+            residual block the paper's attention sits in); False gives airbench's plain
+            stages, for comparison.
         bn_scales: train the scales (weights) of the network's own BatchNorms. Off by default:
             they stay 1 and only the BatchNorm biases train, so that every convolution is
             followed by a normalisation with no learned gain (the attention modules' own
@@ -217,7 +223,7 @@ class FastNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths=(64, 256, 256), whitening: bool = True,
                  activation: str = "gelu", attention: str | None = None, attention_min_size: int = 8,
                  head_scale: float = 1 / 9, dirac_init: bool = True, bn_momentum: float = 0.4,
-                 bn_scales: bool = False, **attention_options) -> None:
+                 bn_scales: bool = False, residual: bool = True, **attention_options) -> None:
         super().__init__()
         _check_choice("activation", activation, ("gelu", "relu"))
         if len(widths) != 3 or any(not isinstance(w, int) or w < 1 for w in widths):
@@ -235,7 +241,7 @@ class FastNet(nn.Module):
         for width in widths:
             size = -(-size // 2)
             carries = attention if size >= attention_min_size else None
-            stages.append(FastStage(channels, width, activation, carries, bn_momentum,
+            stages.append(FastStage(channels, width, activation, carries, bn_momentum, residual,
                                     **(attention_options if carries else {})))
             channels = width
         self.stages = nn.Sequential(*stages)

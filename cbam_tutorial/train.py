@@ -37,7 +37,7 @@ from .cost import count_flops, count_parameters
 from .data import Cifar10, Split, load_cifar10
 from .loader import TensorLoader
 from .loop import TTA_MODES, Lookahead, evaluate, one_cycle_lr, train_one_epoch
-from .models import build_model
+from .models import PatchWhitening, build_model
 from .provenance import provenance
 from .settings import VARIABLES, current_settings
 from .result import TrainingResult
@@ -79,8 +79,12 @@ class Profile:
     flip: str = "random"
     # test-time augmentation of every evaluation (loop.tta_logits)
     tta: str = "flip"
-    # the learning rate of BatchNorm biases and other biases, as a multiple of the others'
+    # the learning rate of the biases of BatchNorms with frozen scales (FastNet's), as a
+    # multiple of the others'; their weight decay is divided by it (see parameter_groups)
     bias_lr_scale: float = 1.0
+    # train the whitening stem's bias (FastNet) for this many epochs, then freeze it; None:
+    # train it throughout
+    whitening_bias_epochs: int | None = None
     # lookahead (loop.Lookahead): every `lookahead_every` steps the weights are pulled to a
     # slow copy with decay lookahead_decay * (fraction of training done) ** 3; None: off
     lookahead_every: int | None = None
@@ -129,6 +133,7 @@ class Profile:
             raise ValueError("low_resolution must be set (8 to 32 pixels) when low_resolution_epochs is set")
         check("padding", True, lambda v: 0 <= v <= 8, "from 0 to 8 pixels")
         check("bias_lr_scale", False, lambda v: 0 < v < float("inf"), "above 0")
+        check("whitening_bias_epochs", True, lambda v: v >= 0, "of at least 0", optional=True)
         check("lookahead_every", True, lambda v: v >= 1, "of at least 1", optional=True)
         check("lookahead_decay", False, lambda v: 0 <= v < 1, "in [0, 1)")
         for name, choices in (("pad_mode", ("zeros", "reflect")), ("flip", ("random", "alternating")),
@@ -152,7 +157,8 @@ class Profile:
 FAST_RECIPE = dict(
     model="fastnet", batch_size=512, lr=0.5, lr_start_fraction=0.2, lr_end_fraction=0.07, momentum=0.85,
     weight_decay=1.3e-3, label_smoothing=0.2, warmup_fraction=0.23, padding=2, pad_mode="reflect",
-    flip="alternating", tta="flip+translate", bias_lr_scale=64.0, lookahead_every=5)
+    flip="alternating", tta="flip+translate", bias_lr_scale=64.0, lookahead_every=5,
+    whitening_bias_epochs=3)
 
 PROFILES = {
     "quick": Profile(
@@ -265,16 +271,30 @@ def choose_precision(device: torch.device, requested: str = "auto") -> str:
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float = 1.0) -> list[dict]:
-    """Weight decay on convolution and linear weights; none on BatchNorm scales and on biases,
-    whose learning rate is multiplied by `bias_lr_scale` (the group's "lr_scale")."""
-    groups = {"weights": [], "scales": [], "biases": []}
+    """The optimizer's four groups, each with its "lr_scale" (a multiple of the learning rate):
+
+    weights: convolution and linear weights, with weight decay;
+    scales: BatchNorm scales, no decay;
+    shifts: the biases of BatchNorms whose scale is frozen (FastNet's own), the only part of
+        such a normalisation that trains: bias_lr_scale times the learning rate, and
+        weight_decay / bias_lr_scale, so that each step decays them as much as the weights;
+    biases: every other bias (whitening stem, attention MLPs and convolutions), no decay.
+    Every trainable parameter is in exactly one group; a frozen one (e.g. the whitening
+    bias after its epochs) is included too, and SGD skips it while it has no gradient.
+    """
+    frozen_scale_shifts = {id(module.bias) for module in model.modules()
+                           if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine
+                           and not module.weight.requires_grad}
+    groups = {"weights": [], "scales": [], "shifts": [], "biases": []}
     for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            kind = "weights" if parameter.ndim > 1 else "biases" if name.endswith("bias") else "scales"
+        if parameter.requires_grad or name.endswith("bias"):
+            kind = ("weights" if parameter.ndim > 1 else "shifts" if id(parameter) in frozen_scale_shifts
+                    else "biases" if name.endswith("bias") else "scales")
             groups[kind].append(parameter)
     return [{"params": groups["weights"], "weight_decay": weight_decay, "lr_scale": 1.0},
             {"params": groups["scales"], "weight_decay": 0.0, "lr_scale": 1.0},
-            {"params": groups["biases"], "weight_decay": 0.0, "lr_scale": bias_lr_scale}]
+            {"params": groups["shifts"], "weight_decay": weight_decay / bias_lr_scale, "lr_scale": bias_lr_scale},
+            {"params": groups["biases"], "weight_decay": 0.0, "lr_scale": 1.0}]
 
 
 # the attention parameters of a run with seed s are drawn from a generator seeded s + this
@@ -313,8 +333,6 @@ def initial_model(model_name: str, attention: str | None, seed: int, model_optio
 def fit_to_data(model: nn.Module, loader: TensorLoader, images: int = 5_000) -> None:
     """Fit the layers that are set from data rather than trained (models.PatchWhitening) on
     the first `images` training images, as the network sees them (normalised, not augmented)."""
-    from .models import PatchWhitening
-
     layers = [module for module in model.modules() if isinstance(module, PatchWhitening)]
     if layers:
         sample = loader.normalise(loader.images[:images, loader.padding:-loader.padding or None,
@@ -511,6 +529,9 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     stopped_early = False
     try:
         for epoch in range(start_epoch, chosen.epochs):
+            if chosen.whitening_bias_epochs is not None:
+                for stem in (m for m in model.modules() if isinstance(m, PatchWhitening)):
+                    stem.bias.requires_grad_(epoch < chosen.whitening_bias_epochs)
             started = time.perf_counter()
             size = chosen.low_resolution if epoch < chosen.low_resolution_epochs else None
             batches = downscaled(train_loader.epoch(epoch), size)

@@ -47,6 +47,18 @@ def test_fastnet_attention_sits_after_the_last_batchnorm_before_the_addition():
     torch.testing.assert_close(seen["out"], torch.nn.functional.gelu(identity + seen["att_out"]))
 
 
+def test_plain_stages_leave_the_identity_out():
+    """residual=False (airbench's plain groups, for comparison): the stage's output is the
+    activation of the attended branch alone."""
+    model = build_model("fastnet", "cbam", whitening=False, residual=False).eval()
+    stage, seen = model.stages[0], {}
+    stage.attention.register_forward_hook(lambda m, i, o: seen.__setitem__("att_out", o.clone()))
+    stage.register_forward_hook(lambda m, i, o: seen.__setitem__("out", o.clone()))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    torch.testing.assert_close(seen["out"], torch.nn.functional.gelu(seen["att_out"]))
+
+
 def test_every_batchnorm_follows_the_networks_momentum():
     model = build_model("fastnet", "cbam", bn_momentum=0.3)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -143,15 +155,22 @@ def test_lookahead_by_hand():
 
 
 def test_bias_learning_rate_scale_and_weight_decay_groups():
+    """airbench's rule: only the biases of BatchNorms with frozen scales take the larger
+    rate, with their decay divided by it (the same decay per step as the weights)."""
     model = build_model("fastnet", "cbam")
-    weights, scales, biases = parameter_groups(model, 1e-3, bias_lr_scale=64.0)
+    weights, scales, shifts, biases = parameter_groups(model, 1e-3, bias_lr_scale=64.0)
     names = {id(p): n for n, p in model.named_parameters()}
+    shift_names = {names[id(p)] for p in shifts["params"]}
+    own_norms = {f"{n}.bias" for n, m in model.named_modules()
+                 if isinstance(m, torch.nn.BatchNorm2d) and "attention" not in n}
+    assert shift_names == own_norms and shifts["lr_scale"] == 64.0
+    assert shifts["weight_decay"] * shifts["lr_scale"] == pytest.approx(weights["weight_decay"])
     assert all(p.ndim > 1 for p in weights["params"]) and weights["weight_decay"] == 1e-3
     assert all(names[id(p)].endswith("weight") and p.ndim == 1 for p in scales["params"])
-    assert all(names[id(p)].endswith("bias") for p in biases["params"]) and biases["lr_scale"] == 64.0
-    assert scales["weight_decay"] == biases["weight_decay"] == 0
-    assert "stem.bias" in [names[id(p)] for p in biases["params"]]  # the whitening bias trains
-    total = sum(len(g["params"]) for g in (weights, scales, biases))
+    other = {names[id(p)] for p in biases["params"]}
+    assert "stem.bias" in other and any("attention" in n for n in other)  # at the plain rate
+    assert biases["lr_scale"] == 1.0 and scales["weight_decay"] == biases["weight_decay"] == 0
+    total = sum(len(g["params"]) for g in (weights, scales, shifts, biases))
     assert total == sum(1 for p in model.parameters() if p.requires_grad)
 
 
@@ -240,3 +259,21 @@ def test_training_result_round_trips_through_json(tmp_path):
     assert again == result and again.model is None  # the model is not part of equality
     with pytest.raises(ValueError, match=r"not a training result: the fields \['test'\] are missing"):
         TrainingResult.from_json({k: v for k, v in plain.items() if k != "test"})
+
+
+def test_the_whitening_bias_trains_for_its_epochs_then_stays(monkeypatch):
+    data = synthetic_cifar10(test_per_class=5)
+    seen = []
+    original = engine.train_one_epoch
+
+    def spy(model, *args, **kwargs):
+        seen.append((model.stem.bias.requires_grad, model.stem.bias.detach().clone()))
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", spy)
+    result = train(None, None, data=data, **{**TINY_FAST, "epochs": 3, "train_subset": 256},
+                   whitening_bias_epochs=1)
+    assert [trains for trains, _ in seen] == [True, False, False]
+    assert not torch.equal(seen[0][1], seen[1][1])  # it moved during its epoch
+    torch.testing.assert_close(seen[2][1], seen[1][1])  # and not after
+    torch.testing.assert_close(result.model.stem.bias.detach(), seen[1][1])

@@ -109,8 +109,8 @@ def test_checkpoint_of_other_settings_is_not_silently_reused(cifar10, tmp_path):
 
 def test_recipe_pieces():
     model = build_model("resnet20", "cbam")
-    decay, scales, biases = parameter_groups(model, 5e-4)
-    assert all(p.ndim > 1 for p in decay["params"])
+    decay, scales, shifts, biases = parameter_groups(model, 5e-4)
+    assert all(p.ndim > 1 for p in decay["params"]) and shifts["params"] == []  # ResNet BNs train scales
     assert all(p.ndim == 1 for p in scales["params"] + biases["params"])
     assert scales["weight_decay"] == biases["weight_decay"] == 0 and biases["lr_scale"] == 1.0
     lrs = [one_cycle_lr(s, 100, 0.4, 0.2) for s in range(100)]
