@@ -144,3 +144,50 @@ def compare(table, reference: str = "baseline") -> list[Comparison]:
 def verdicts(table, reference: str = "baseline") -> dict[str, str]:
     """{configuration: sentence}, rendered from compare()."""
     return {c.configuration: c.sentence() for c in compare(table, reference)}
+
+
+@dataclass(frozen=True)
+class PairingGain:
+    """How much pairing by seed narrows the 95% interval of a difference (in points).
+
+    paired: half-width of the t-interval of the per-seed differences (what compare() uses);
+    unpaired: half-width of Welch's interval for the difference of the two means, as if
+    the runs of the two configurations were independent (no common random numbers);
+    correlation: Pearson correlation of the two configurations' scores across seeds.
+    """
+
+    configuration: str
+    reference: str
+    seeds: int
+    paired: float
+    unpaired: float
+    correlation: float
+
+    @property
+    def ratio(self) -> float:
+        """paired / unpaired: below 1, pairing resolves smaller differences."""
+        return self.paired / self.unpaired
+
+
+def pairing_gain(records: list[dict], configuration: str, reference: str = "baseline",
+                 metric: str = "val") -> PairingGain:
+    """Paired against unpaired interval half-widths of `configuration` - `reference` over the
+    seeds both have in `records` (a grid's results; see summarize)."""
+    scores: dict[str, dict[int, float]] = {configuration: {}, reference: {}}
+    for record in records:
+        name = record["configuration"]["name"]
+        if name in scores and record.get(metric) is not None:
+            scores[name][record["seed"]] = 100 * record[metric]["accuracy"]
+    seeds = sorted(set(scores[configuration]) & set(scores[reference]))
+    if len(seeds) < 3:
+        raise ValueError(f"{configuration!r} and {reference!r} share {len(seeds)} seeds in these records; "
+                         "an interval and a correlation need at least 3")
+    a = [scores[configuration][s] for s in seeds]
+    b = [scores[reference][s] for s in seeds]
+    _, _, paired = mean_interval(x - y for x, y in zip(a, b))
+    var_a, var_b, n = statistics.variance(a), statistics.variance(b), len(seeds)
+    standard_error = math.sqrt(var_a / n + var_b / n)
+    # Welch-Satterthwaite degrees of freedom, rounded down (the conservative choice)
+    dof = (var_a / n + var_b / n) ** 2 / ((var_a / n) ** 2 / (n - 1) + (var_b / n) ** 2 / (n - 1))
+    unpaired = t_quantile_975(max(1, math.floor(dof))) * standard_error
+    return PairingGain(configuration, reference, n, paired, unpaired, statistics.correlation(a, b))

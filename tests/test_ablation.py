@@ -253,3 +253,26 @@ def test_evaluation_mode_gives_every_submodule_its_mode_back_even_after_an_error
             assert not any(m.training for m in model.modules())
             raise RuntimeError("inside")
     assert [m.training for m in model.modules()] == before
+
+
+def test_pairing_gain_against_a_hand_computation():
+    """Two configurations whose scores move together across seeds: pairing removes the
+    shared seed effect. Hand computation: differences 1.0, 1.2, 0.8, 1.0 -> sd 0.1633,
+    half-width 3.182 * 0.1633 / 2 = 0.2598; Welch: variances 1.56 and 1.6667, se =
+    sqrt(1.56 / 4 + 1.6667 / 4) = 0.8981, dof = 0.6507 / 0.1086 = 5.99, rounded down to 5
+    -> 2.571 * 0.8981 = 2.309."""
+    from cbam_tutorial.comparison import pairing_gain
+
+    base = {0: 70.0, 1: 71.0, 2: 72.0, 3: 73.0}
+    other = {0: 71.0, 1: 72.2, 2: 72.8, 3: 74.0}
+    records = [{"configuration": {"name": name}, "seed": seed, "val": {"accuracy": score / 100}}
+               for name, scores in (("baseline", base), ("cbam", other)) for seed, score in scores.items()]
+    gain = pairing_gain(records, "cbam")
+    assert gain.seeds == 4
+    assert gain.paired == pytest.approx(3.182 * statistics.stdev([1.0, 1.2, 0.8, 1.0]) / 2, rel=1e-6)
+    se = math.sqrt(statistics.variance(other.values()) / 4 + statistics.variance(base.values()) / 4)
+    assert se == pytest.approx(0.8981, abs=1e-4)
+    assert gain.unpaired == pytest.approx(2.571 * se, rel=1e-6)
+    assert gain.ratio < 0.2 and gain.correlation > 0.95
+    with pytest.raises(ValueError, match="share 0 seeds"):
+        pairing_gain(records, "se")
