@@ -47,7 +47,8 @@ def _ablate(args) -> int:
     overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     if args.figure:
         ensure_writable_file(Path(args.figure))  # now, not after hours of training
-    records = run_grid(args.grid, args.seeds, args.profile, args.out, workers=args.workers, **overrides)
+    records = run_grid(args.grid, args.seeds, args.profile, args.out, workers=args.workers, ray=args.ray,
+                       ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, **overrides)
     metric = "val" if all(r.get("val") for r in records) else "test"
     import pandas as pd
 
@@ -120,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--out", required=True, help="results file (JSON lines), created or extended")
     ablate.add_argument("--workers", type=int, default=1,
                         help="worker processes sharing the CPU threads (default 1)")
+    ablate.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="run the grid as tasks on a Ray cluster: auto (the cluster this machine "
+                             "belongs to), HOST:PORT, or local (start Ray on this machine); needs the ray extra")
+    ablate.add_argument("--ray-cpus", type=float, default=2, help="CPUs (torch threads) per run on Ray (default 2)")
+    ablate.add_argument("--ray-gpus", type=float, default=0, help="GPUs per run on Ray (default 0)")
     ablate.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
     ablate.add_argument("--figure", default=None, help="also save the summary figure to this path (.png)")
     ablate.set_defaults(run=_ablate)

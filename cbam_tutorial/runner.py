@@ -1,6 +1,7 @@
 """Run a grid into a results file: resumable, in parallel, interruptible, and honest about failures.
 
     run_grid("pooling", seeds=3, profile="ablation", out="results/pooling.jsonl", workers=2)
+    run_grid("all", seeds=10, profile="gpu", out="all-gpu.jsonl", ray="auto", ray_gpus=1)
 
 Before any training the runner checks every setting, that the results file can be
 written, and that no other runner is writing it (GridLock). It then trains every
@@ -11,6 +12,9 @@ the file does not hold yet, appending each record as soon as its run ends.
   runner, every finished record is already in the file, and the message says how to resume.
 - A worker notices when its parent is gone (killed) and exits, so none is left behind.
 - A run that fails is reported and the grid goes on; at the end GridFailures lists them.
+
+On one machine the runs go to worker processes; with `ray=ADDRESS` they go to a Ray cluster
+as tasks (cluster.py), and this process still writes the file.
 """
 from __future__ import annotations
 
@@ -62,13 +66,17 @@ def _planned_key(config: Config, seed: int, profile: str, overrides: dict, data_
 
 
 def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, trainer=_train_one,
-             log=print, **overrides) -> list[dict]:
+             log=print, ray: str | None = None, ray_cpus: float = 2, ray_gpus: float = 0,
+             ray_retries: int = 2, **overrides) -> list[dict]:
     """Run every missing (configuration, seed) of `grid` and append its record to `out`.
 
     workers > 1 spreads the runs over that many processes, each with an equal share of the
-    CPU threads. `overrides` replace fields of the profile (e.g. epochs=3); `data` (a loaded
-    Cifar10) may be passed to skip loading it again. Returns the file's readable records;
-    raises GridFailures after the grid if any run failed.
+    CPU threads. ray: the address of a Ray cluster ("auto", host:port, or "local" to start
+    one here) whose tasks run the grid instead, each asking for ray_cpus CPUs (its torch
+    threads) and ray_gpus GPUs, a dead worker's task retried ray_retries times.
+    `overrides` replace fields of the profile (e.g. epochs=3); `data` (a loaded Cifar10)
+    may be passed to skip loading it again. Returns the file's readable records; raises
+    GridFailures after the grid if any run failed.
     """
     from .train import PROFILES, choose_device
 
@@ -107,7 +115,13 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
             log(f"  FAILED {key}: {error}")
 
         try:
-            if workers == 1:
+            if ray is not None:
+                from .cluster import run_on_ray
+
+                worker_overrides = {k: v for k, v in overrides.items() if k != "data"}  # tasks load their own
+                run_on_ray(todo, ray, trainer, profile, worker_overrides, record, failed, ray_cpus, ray_gpus,
+                           ray_retries)
+            elif workers == 1:
                 for config, seed, key in todo:
                     try:
                         result = trainer(config, seed, profile, None, overrides)

@@ -92,3 +92,11 @@ def reset_settings() -> None:
     """Forget the settings in force, so that the next call reads the environment again."""
     global _current
     _current = None
+
+
+def environment_of(settings: Settings) -> dict[str, str]:
+    """The environment variables that give `settings` to another process (e.g. a Ray task)."""
+    values = {"data_root": settings.data_root, "archive": settings.archive, "profile": settings.profile,
+              "progress": settings.progress, "train_log": settings.train_log, "fused": settings.fused}
+    return {VARIABLES[field]: ("1" if value else "0") if isinstance(value, bool) else str(value)
+            for field, value in values.items() if value is not None}

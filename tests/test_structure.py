@@ -20,7 +20,7 @@ LAYERS = {
     2: {"models", "data", "provenance"},
     3: {"images", "loader", "loop", "cost", "gradcam", "attention_maps", "faithfulness", "exercises"},
     4: {"train"},
-    5: {"grids", "comparison", "ledger", "runner", "zoo"},
+    5: {"grids", "comparison", "ledger", "runner", "cluster", "zoo"},
     6: {"book", "book.notebook", "book.links", "book.reference", "book.assignments", "book.report",
         "book.widgets"},
     7: {"__main__"},
