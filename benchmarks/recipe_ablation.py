@@ -42,8 +42,9 @@ VARIANTS = {
     "no label smoothing": ("label smoothing", {"label_smoothing": 0.0}, {}),
     "plain stages": ("the residual identity of each stage (airbench's plain conv-BN-GELU groups)", {},
                      {"residual": False}),
-    "lr 0.75": ("the peak learning rate: 0.75 instead of 0.5 (airbench's rate per example)", {"lr": 0.75}, {}),
-    "batch 1024": ("the batch: 1024 images and a peak learning rate of 1.0", {"batch_size": 1024, "lr": 1.0}, {}),
+    "lr 0.5": ("the peak learning rate: 0.5 instead of 0.75 (airbench's rate per example)", {"lr": 0.5}, {}),
+    "batch 1024": ("the batch: 1024 images (the peak learning rate scaled to 1.5)",
+                   {"batch_size": 1024, "lr": 1.5}, {}),
 }
 
 

@@ -155,7 +155,7 @@ class Profile:
 # The fast recipe's settings (FastNet), shared by the profiles that use it. The learning
 # rate and weight decay are per mean-loss step of 512 images; head_scale (FastNet) = 1/9.
 FAST_RECIPE = dict(
-    model="fastnet", batch_size=512, lr=0.5, lr_start_fraction=0.2, lr_end_fraction=0.07, momentum=0.85,
+    model="fastnet", batch_size=512, lr=0.75, lr_start_fraction=0.2, lr_end_fraction=0.07, momentum=0.85,
     weight_decay=1.3e-3, label_smoothing=0.2, warmup_fraction=0.23, padding=2, pad_mode="reflect",
     flip="alternating", tta="flip+translate", bias_lr_scale=64.0, lookahead_every=5,
     whitening_bias_epochs=3)
