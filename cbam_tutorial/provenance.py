@@ -39,8 +39,9 @@ def git_commit() -> dict:
 
 @lru_cache(maxsize=1)
 def loaded_code() -> dict:
-    """The commit of the code this process runs, read at the first call (the first results
-    file written) and kept: a later checkout or commit does not change the code in memory."""
+    """The commit of the code this process runs, read at the first call and kept: a later
+    checkout or commit does not change the code in memory. train() calls it before it
+    trains, so a run started before a commit is not credited to that commit."""
     return git_commit()
 
 

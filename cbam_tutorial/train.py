@@ -38,7 +38,7 @@ from .data import Cifar10, Split, load_cifar10
 from .loader import TensorLoader
 from .loop import TTA_MODES, Lookahead, evaluate, one_cycle_lr, train_one_epoch
 from .models import PatchWhitening, build_model
-from .provenance import provenance
+from .provenance import loaded_code, provenance
 from .settings import VARIABLES, current_settings
 from .result import TrainingResult
 from .storage import ensure_writable_file, write_atomically
@@ -449,6 +449,7 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     evaluations and the trained model (in eval mode).
     """
     device = choose_device(device)
+    loaded_code()  # the commit of the code this process runs, read before it trains (kept)
     # every setting is checked before the data are loaded or anything is trained
     chosen = resolve_profile(profile, device, overrides)
     config = run_config(model_name, attention, profile=chosen, seed=seed, device=device, precision=precision,

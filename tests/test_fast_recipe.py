@@ -277,3 +277,23 @@ def test_the_whitening_bias_trains_for_its_epochs_then_stays(monkeypatch):
     assert not torch.equal(seen[0][1], seen[1][1])  # it moved during its epoch
     torch.testing.assert_close(seen[2][1], seen[1][1])  # and not after
     torch.testing.assert_close(result.model.stem.bias.detach(), seen[1][1])
+
+
+def test_a_run_records_the_commit_of_the_code_it_started_with(monkeypatch):
+    """A commit made while a run trains must not be credited with that run."""
+    from cbam_tutorial import provenance
+
+    state = {"committed": False}
+    monkeypatch.setattr(provenance, "git_commit", lambda: {"commit": "after" if state["committed"] else "before",
+                                                          "dirty": False})
+    provenance.loaded_code.cache_clear()
+
+    def commit_during_training(record):
+        state["committed"] = True
+
+    try:
+        result = train(None, None, data=synthetic_cifar10(test_per_class=5), on_epoch=commit_during_training,
+                       **{**TINY_FAST, "epochs": 1, "train_subset": 256})
+        assert result.provenance["commit"] == "before"
+    finally:
+        provenance.loaded_code.cache_clear()
