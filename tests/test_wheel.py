@@ -1,13 +1,18 @@
-"""The package as a user installs it: a wheel, used far from the repository.
+"""The package as a user installs it: a wheel, in a fresh virtual environment, used far
+from the repository.
 
-The wheel is built from this checkout and installed (without dependencies: torch and the
-rest come from this environment) into a folder of its own; every probe runs in an empty
-folder outside the repository with that folder first on the path.
+The wheel is built from this checkout and installed by pip into a new virtual environment
+without dependencies; torch and the rest come from this test environment through a .pth
+line (a plain path: this environment's own .pth files, the editable install of the
+package among them, are not read from there), so the package can only come from the wheel.
+Every probe runs in an empty folder outside the repository.
 """
 import json
 import os
+import site
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
 import pytest
@@ -24,20 +29,26 @@ def installed(tmp_path_factory):
                             "--wheel-dir", str(base / "dist"), str(ROOT)], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     wheel, = (base / "dist").glob("cbam_tutorial-*.whl")
-    target = base / "site"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+    environment = base / "fresh"
+    venv.create(environment, with_pip=False)
+    python = environment / "bin" / "python"
+    fresh_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                     capture_output=True, text=True, check=True).stdout.strip())
+    (fresh_site / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
                            str(wheel)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     elsewhere = base / "elsewhere"
     elsewhere.mkdir()
-    return {"wheel": wheel, "site": target, "cwd": elsewhere}
+    return {"wheel": wheel, "python": python, "site": fresh_site, "cwd": elsewhere}
 
 
 def run_installed(installed, code: str, **env) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("CBAM_TUTORIAL_")}
-    environment.update(PYTHONPATH=str(installed["site"]), CBAM_TUTORIAL_PROGRESS="0", **env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=installed["cwd"],
-                          env=environment, timeout=600)
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("CBAM_TUTORIAL_") and key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    environment.update(CBAM_TUTORIAL_PROGRESS="0", **env)
+    return subprocess.run([str(installed["python"]), "-c", code], capture_output=True, text=True,
+                          cwd=installed["cwd"], env=environment, timeout=600)
 
 
 def test_the_wheel_holds_the_library_and_the_book_code_but_no_book_files(installed):
