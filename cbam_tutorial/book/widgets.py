@@ -82,6 +82,17 @@ def _draw_explanation(picture, result: dict, title: str):
     return fig
 
 
+
+def show_in(output, draw) -> None:
+    """Replace what an ipywidgets Output area shows with the figure that draw() returns."""
+    import matplotlib.pyplot as plt
+
+    output.clear_output(wait=True)
+    with output:
+        figure = draw()
+        plt.show()
+        plt.close(figure)
+
 class AttentionExplorer:
     """Pick an image, a model and a block; see Grad-CAM, the spatial map and the channel weights.
 
@@ -109,19 +120,13 @@ class AttentionExplorer:
         self.update()
 
     def update(self, _change=None) -> None:
-        import matplotlib.pyplot as plt
-
         model = self.models[self.model.value]
         blocks = list(attention_modules(model))
         if self.block.value not in blocks:  # models of different depths
             self.block.options = blocks
         index = self.image.value
         self.result = explain_image(model, self.images[index], self.block.value)
-        self.output.clear_output(wait=True)
-        with self.output:
-            fig = self.snapshot()
-            plt.show()
-            plt.close(fig)
+        show_in(self.output, self.snapshot)
 
     def snapshot(self):
         index = self.image.value
@@ -205,13 +210,7 @@ class AblationLab:
         return not self._stop.is_set()
 
     def _draw_curve(self) -> None:
-        import matplotlib.pyplot as plt
-
-        self.curve.clear_output(wait=True)
-        with self.curve:
-            fig = self.snapshot()
-            plt.show()
-            plt.close(fig)
+        show_in(self.curve, self.snapshot)
 
     def snapshot(self):
         import matplotlib.pyplot as plt
@@ -302,17 +301,11 @@ class ReductionExplorer:
         self.update()
 
     def update(self, _change=None) -> None:
-        import matplotlib.pyplot as plt
-
         self.result = self.table[self.reduction.value]
         r = self.result
         self.label.value = (f"{self.model_name} + CBAM, r = {r['reduction']}: {r['parameters']:,} parameters, "
                             f"{r['attention_parameters']:,} of them ({r['attention_percent']:.2f}%) in attention")
-        self.output.clear_output(wait=True)
-        with self.output:
-            fig = self.snapshot()
-            plt.show()
-            plt.close(fig)
+        show_in(self.output, self.snapshot)
 
     def snapshot(self):
         import matplotlib.pyplot as plt
