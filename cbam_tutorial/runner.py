@@ -114,11 +114,11 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
             failures.append((key, error))
             log(f"  FAILED {key}: {error}")
 
+        worker_overrides = {k: v for k, v in overrides.items() if k != "data"}  # workers load their own
         try:
             if ray is not None:
                 from .cluster import run_on_ray
 
-                worker_overrides = {k: v for k, v in overrides.items() if k != "data"}  # tasks load their own
                 run_on_ray(todo, ray, trainer, profile, worker_overrides, record, failed, ray_cpus, ray_gpus,
                            ray_retries)
             elif workers == 1:
@@ -130,7 +130,6 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
                         continue
                     record(key, result)
             else:
-                worker_overrides = {k: v for k, v in overrides.items() if k != "data"}  # workers load their own
                 threads = max(1, (os.cpu_count() or 1) // workers)
                 _run_in_workers(todo, workers, threads, trainer, profile, worker_overrides, record, failed)
         except KeyboardInterrupt:

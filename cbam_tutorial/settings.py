@@ -96,7 +96,5 @@ def reset_settings() -> None:
 
 def environment_of(settings: Settings) -> dict[str, str]:
     """The environment variables that give `settings` to another process (e.g. a Ray task)."""
-    values = {"data_root": settings.data_root, "archive": settings.archive, "profile": settings.profile,
-              "progress": settings.progress, "train_log": settings.train_log, "fused": settings.fused}
     return {VARIABLES[field]: ("1" if value else "0") if isinstance(value, bool) else str(value)
-            for field, value in values.items() if value is not None}
+            for field, value in dataclasses.asdict(settings).items() if value is not None}
