@@ -65,6 +65,16 @@ def _ablate(args) -> int:
     return 0
 
 
+def _compact(args) -> int:
+    from .compact import export_run
+
+    command = "python -m cbam_tutorial " + " ".join(args.command_line)
+    record = export_run(args.run_dir, args.out, load_cifar10(source=args.data_source), command=command)
+    print(json.dumps({k: record[k] for k in ("file", "sha256", "bytes", "test_accuracy_stored",
+                                              "test_accuracy_run")}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cbam_tutorial",
                                      description="CBAM Tutorial: train CIFAR-10 models with attention.")
@@ -130,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--figure", default=None, help="also save the summary figure to this path (.png)")
     ablate.set_defaults(run=_ablate)
 
+    compact = commands.add_parser(
+        "compact", help="store a finished run's model in a small file (8-bit weights) with its record",
+        description="Write the model of a finished training run (train --out RUN) as an xz-compressed file "
+                    "of 8-bit weights (about 1.7 MB for FastNet), and beside it NAME.json: the file's "
+                    "sha256, the run's metrics.json, and the test accuracy of the stored model next to "
+                    "the run's own.")
+    compact.add_argument("run_dir", metavar="RUN", help="the run's output folder (holds metrics.json and checkpoint.pt)")
+    compact.add_argument("--out", required=True, help="the weights file to write, e.g. results/models/NAME.pt.xz")
+    compact.add_argument("--data-source", choices=("auto", "original", "jpeg-offline"), default="auto",
+                         help="the CIFAR-10 copy the run was trained on (its test split is evaluated)")
+    compact.set_defaults(run=_compact)
+
     assignments = commands.add_parser(
         "assignments", help="write student versions of the chapters (solutions replaced by scaffolds)",
         description="For every chapter notebook, write a student version into OUT: solution cells "
@@ -156,7 +178,9 @@ def _assignments(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = argv
     try:
         return args.run(args)
     except (ValueError, DataError, FileNotFoundError) as error:  # what was asked for cannot be done
