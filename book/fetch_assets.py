@@ -1,7 +1,8 @@
 """Copy the site's JavaScript from npm into book/_static/vendor/, so pages need no CDN.
 
-MathJax (equations), require.js and the Jupyter widgets HTML manager (the widget
-snapshots) are fetched as pinned npm tarballs, checked against the registry's sha512
+MathJax (equations), require.js, the Jupyter widgets HTML manager (the widget
+snapshots), and Vega with Vega-Lite (the grid explorers, cbam_tutorial.book.grid_explorer,
+which names the same versions) are fetched as pinned npm tarballs, checked against the registry's sha512
 integrity, and unpacked once; later runs find them and do nothing. Only the npm registry
 is contacted (set NPM_REGISTRY to use a mirror).
 
@@ -42,6 +43,12 @@ PACKAGES = [
      {"dist/embed-amd.js": "npm/@jupyter-widgets/html-manager/dist/embed-amd.js",
       **{f"dist/{name}": [f"npm/@jupyter-widgets/html-manager/dist/{name}", f"npm/@jupyter-widgets/{name}"]
          for name in WIDGET_FONTS}}),
+    ("vega", "6.4.0",
+     "sha512-rHXCq2LpEWCLMjXBEj7hocY9G0/i5TGYRayGGSj06VTF4+l2IG2Z7oeZKCjWbUh/7hTE/mVhbaOPB72wCElh6g==",
+     {"build/vega.min.js": "vega/vega.min.js", "LICENSE": "vega/LICENSE-vega"}),
+    ("vega-lite", "6.5.0",
+     "sha512-fMXF6s0MrIg0UTWnLIfeFtgSLzVhyzSKobzGrh5rhS+mL6FOYFG3m7ouJ4U23gj65EK+gl9FIIT5w7wLNaAzkA==",
+     {"build/vega-lite.min.js": "vega/vega-lite.min.js", "LICENSE": "vega/LICENSE-vega-lite"}),
 ]
 
 

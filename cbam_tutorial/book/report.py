@@ -5,6 +5,7 @@
     shown(summarize(records))                  # any summary as a reader sees it
     report.figure()                            # the three panels beside the paper
     report.conclusion()                        # a sentence computed from the comparisons
+    report.explorer()                          # the same records, interactive in the browser
 
 Chapters 6 to 8 are the same analysis of three grids; this is that analysis, once.
 """
@@ -30,6 +31,7 @@ class AblationReport:
     reference_row: str
     against_reference: object  # summarize() against the paper's reference row
     reference_comparisons: list[Comparison] = field(default_factory=list)
+    reference_records: list = field(default_factory=list)  # the reference row's, where outside the grid
 
     def seeds(self) -> int:
         return int(self.table["runs"].min())
@@ -60,6 +62,17 @@ class AblationReport:
         from ..viz import plot_ablation
 
         return plot_ablation(self.table, title=f"{self.grid} ablation: CIFAR-10 reference runs beside the paper")
+
+    def explorer(self, metric: str = "val"):
+        """The grid and its reference row in a GridExplorer (see grid_explorer), compared at
+        first with the paper's reference row."""
+        from .grid_explorer import grid_explorer
+
+        order = [c.name for c in GRIDS[self.grid] if c.name in set(self.table.index)]
+        if self.reference_row not in order:
+            order.append(self.reference_row)
+        return grid_explorer(self.records + self.reference_records, metric, self.reference_row, order,
+                             title=f"{self.grid} grid explorer")
 
 
 def shown(table, reference_row: str = "baseline"):
@@ -92,8 +105,10 @@ def ablation_report(grid: str, records: list[dict], reference_row: str | None = 
     with_reference = {record_id(r): r for r in rows + [r for r in records
                                                       if r["configuration"]["name"] == reference_row]}
     against = summarize(list(with_reference.values()), baseline=reference_row)
+    outside = [r for r in with_reference.values() if r["configuration"]["name"] == reference_row
+               and r["configuration"]["name"] not in set(table.index)]
     return AblationReport(grid, rows, table, compare(table), reference_row, against,
-                          compare(against, reference=reference_row))
+                          compare(against, reference=reference_row), outside)
 
 
 def record_id(record: dict) -> tuple:
