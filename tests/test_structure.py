@@ -20,9 +20,9 @@ LAYERS = {
     2: {"models", "data", "provenance"},
     3: {"images", "loader", "loop", "cost", "gradcam", "attention_maps", "faithfulness", "exercises"},
     4: {"train"},
-    5: {"grids", "comparison", "ledger", "runner", "cluster", "zoo"},
+    5: {"grids", "comparison", "ledger", "runner", "cluster", "zoo", "compact"},
     6: {"book", "book.notebook", "book.links", "book.reference", "book.assignments", "book.report",
-        "book.widgets"},
+        "book.widgets", "book.grid_explorer", "book.map_explorer"},
     7: {"__main__"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

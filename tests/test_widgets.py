@@ -18,20 +18,27 @@ def cifar10():
 
 
 def test_attention_explorer_follows_its_controls(cifar10):
-    models = {"CBAM": build_model("resnet20", "cbam").eval(), "SE": build_model("resnet20", "se").eval()}
+    models = {"CBAM": build_model("resnet20", "cbam").eval(), "SE": build_model("resnet20", "se").eval(),
+              "baseline": build_model("resnet20", None).eval()}
     images, labels = cifar10.test_images[:5], cifar10.test_labels[:5]
     app = AttentionExplorer(models, images, labels)
+    assert list(app.block.options) == [f"stages.{s}.{b}" for s in range(3) for b in range(3)]
     app.image.value = 3
-    expected = grad_cam(models["CBAM"], to_model_input(images[3:4]))
+    # Grad-CAM of the true class at the chosen block's output
+    expected = grad_cam(models["CBAM"], to_model_input(images[3:4]), target=int(labels[3]), layer=app.block.value)
     torch.testing.assert_close(app.result["gradcam"], expected.maps[0])
-    assert app.result["target"] == int(expected.targets[0])
+    assert app.result["target"] == int(labels[3])
     app.block.value = "stages.1.0"
     assert app.result["spatial"].shape == (16, 16) and app.result["channel"].shape == (32,)
     app.model.value = "SE"
     assert app.result["spatial"] is None and app.result["channel"].shape == (32,)
     figure = app.snapshot()  # what the Output area shows (outside a kernel it records nothing)
     assert len(figure.axes) == 4 and "SE, stages.1.0" in figure.axes[0].get_title()
-    with pytest.raises(ValueError, match="no attention modules"):
+    app.model.value = "baseline"  # no attention: Grad-CAM alone
+    assert app.result["spatial"] is None and app.result["channel"] is None
+    expected = grad_cam(models["baseline"], to_model_input(images[3:4]), target=int(labels[3]), layer="stages.1.0")
+    torch.testing.assert_close(app.result["gradcam"], expected.maps[0])
+    with pytest.raises(ValueError, match="none of the models has attention"):
         AttentionExplorer({"plain": build_model("resnet20", None)}, images, labels)
 
 
@@ -94,3 +101,24 @@ def test_an_app_is_shown_once_as_widget_and_picture_in_one_output(monkeypatch):
     (first, options), (second, _) = shown
     assert options == {"raw": True} and set(first[0]) == {links.WIDGET_VIEW, "image/png", "text/plain"}
     assert "https://colab.example/chapters/04_cbam_block.ipynb" in second[0].data
+
+
+def test_an_app_with_a_site_view_gives_the_site_that_view_instead_of_a_picture(monkeypatch):
+    """On the site a precomputed explorer replaces the picture: the bundle holds the widget
+    for notebooks and the explorer's HTML for the site, and no PNG (no duplicate figure)."""
+    from cbam_tutorial.book import links
+
+    class SiteView:
+        def html(self):
+            return "<div class='explorer'>runs in the page</div>"
+
+    app = ReductionExplorer()
+    bundle = links.app_bundle(app, site_view=SiteView())
+    assert set(bundle) == {links.WIDGET_VIEW, "text/html", "text/plain"}
+    assert bundle["text/html"] == SiteView().html()
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objects, **kwargs: shown.append((objects, kwargs)))
+    monkeypatch.setattr(links, "colab_url", lambda notebook: f"https://colab.example/{notebook}")
+    links.show_app(app, "chapters/09_gradcam_and_attention_maps.ipynb", site_view=SiteView())
+    (first, _), (second, _) = shown
+    assert "image/png" not in first[0] and "this explorer runs in the page" in second[0].data

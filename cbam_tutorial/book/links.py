@@ -48,9 +48,16 @@ def colab_url(notebook: str, config: Path | None = None) -> str | None:
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def app_bundle(app) -> dict:
-    """One display bundle holding the app twice: its live widget view and a PNG of its
-    current state (app.snapshot()), so that each place renders exactly one of them."""
+def app_bundle(app, site_view=None) -> dict:
+    """One display bundle holding the app twice: its live widget view, and for the site
+    either `site_view`'s HTML (an explorer that runs in the page without a kernel, e.g.
+    map_explorer.MapExplorer) or a PNG of the app's current state (app.snapshot()), so
+    that each place renders exactly one of them."""
+    bundle = {WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": app.widget.model_id},
+              "text/plain": f"{type(app).__name__} (an interactive app; run the notebook to use it)"}
+    if site_view is not None:
+        bundle["text/html"] = site_view.html()
+        return bundle
     import base64
     import io
 
@@ -60,22 +67,25 @@ def app_bundle(app) -> dict:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(figure)
-    return {WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": app.widget.model_id},
-            "image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
-            "text/plain": f"{type(app).__name__} (an interactive app; run the notebook to use it)"}
+    bundle["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return bundle
 
 
-def show_app(app, notebook: str) -> None:
-    """Show an interactive app once: live where a kernel runs it, as a picture on the site.
+def show_app(app, notebook: str, site_view=None) -> None:
+    """Show an interactive app once: live where a kernel runs it; on the site, `site_view`
+    (precomputed, interactive in the page) or a picture of the app's state.
 
     Jupyter and Colab render the richest type of the bundle, the widget; the book's HTML
-    build prefers the PNG (nb_mime_priority_overrides in _config.yml), since a static
-    page cannot run the widget's Python callbacks. A caption links to Colab.
+    build prefers the HTML or the PNG (nb_mime_priority_overrides in _config.yml), since a
+    static page cannot run the widget's Python callbacks. A caption links to Colab.
     """
     from IPython.display import Markdown, display
 
-    display(app_bundle(app), raw=True)
+    display(app_bundle(app, site_view), raw=True)
     url = colab_url(notebook)
-    if url:
+    if url and site_view is None:
         display(Markdown(f"*On the book's web page this app is a picture of the state above; "
                          f"[open the chapter in Colab]({url}) to change its settings.*"))
+    elif url:
+        display(Markdown(f"*On the book's web page this explorer runs in the page, from results computed "
+                         f"when the book was built; [open the chapter in Colab]({url}) to use the live app.*"))

@@ -21,6 +21,7 @@ from ..gradcam import grad_cam
 from ..images import to_display, to_model_input
 from ..models import attention_modules, build_model
 from ..viz import PALETTE, book_style
+from .map_explorer import blocks_of
 
 
 def _widgets():
@@ -33,19 +34,20 @@ def _widgets():
 
 
 def explain_image(model, image, block: str, label: int | None = None) -> dict:
-    """Everything the explorer shows for one (H, W, 3) uint8 image and one attention block:
-    {"probabilities" (10,), "gradcam" (H, W), "channel" (C,) or None, "spatial" (h, w) or None}."""
+    """Everything the explorer shows for one (H, W, 3) uint8 image and one block:
+    {"probabilities" (10,), "target", "gradcam" (H, W) of class `label` (default: the
+    prediction) at the block's output, "channel" (C,) or None, "spatial" (h, w) or None}
+    (None where the model has no such attention in that block, e.g. a baseline)."""
     x = to_model_input(image[None])
-    maps = extract_attention(model, x)
-    if block not in maps:
-        raise ValueError(f"unknown block {block!r}; choose one of {', '.join(maps)}")
-    cam = grad_cam(model, x, target=label)
+    maps = extract_attention(model, x) if attention_modules(model) else {}
+    cam = grad_cam(model, x, target=label, layer=block)
+    gates = maps.get(block, {})
     return {
         "probabilities": cam.logits.float().softmax(1)[0],
         "target": int(cam.targets[0]),
         "gradcam": cam.maps[0],
-        "channel": maps[block].get("channel", [None])[0],
-        "spatial": maps[block].get("spatial", [None])[0],
+        "channel": gates.get("channel", [None])[0],
+        "spatial": gates.get("spatial", [None])[0],
     }
 
 
@@ -94,24 +96,24 @@ def show_in(output, draw) -> None:
         plt.close(figure)
 
 class AttentionExplorer:
-    """Pick an image, a model and a block; see Grad-CAM, the spatial map and the channel weights.
+    """Pick an image, a model and a block; see Grad-CAM of the true class at the block's
+    output, the block's spatial map and its channel weights.
 
     Args:
-        models: {label: trained model with attention}, e.g. {"CBAM": cbam, "SE": se}.
+        models: {label: trained model}, e.g. {"baseline": b, "SE": se, "CBAM": cbam}; at
+            least one with attention (its blocks are the choices; see map_explorer.blocks_of).
         images: (N, 32, 32, 3) uint8; labels: (N,) true classes.
     """
 
     def __init__(self, models: dict, images, labels) -> None:
         if not models:
             raise ValueError("pass at least one model, e.g. {'CBAM': trained_model('cbam')}")
-        for name, model in models.items():
-            if not attention_modules(model):
-                raise ValueError(f"model {name!r} has no attention modules to explore")
+        blocks = blocks_of(models)
         w = _widgets()
         self.models, self.images, self.labels = models, images, labels
         self.image = w.IntSlider(value=0, min=0, max=len(images) - 1, description="image")
         self.model = w.Dropdown(options=list(models), description="model")
-        self.block = w.Dropdown(options=list(attention_modules(next(iter(models.values())))), description="block")
+        self.block = w.Dropdown(options=blocks, description="block")
         self.output = w.Output()
         self.result: dict | None = None
         for control in (self.image, self.model, self.block):
@@ -120,12 +122,9 @@ class AttentionExplorer:
         self.update()
 
     def update(self, _change=None) -> None:
-        model = self.models[self.model.value]
-        blocks = list(attention_modules(model))
-        if self.block.value not in blocks:  # models of different depths
-            self.block.options = blocks
         index = self.image.value
-        self.result = explain_image(model, self.images[index], self.block.value)
+        self.result = explain_image(self.models[self.model.value], self.images[index], self.block.value,
+                                    int(self.labels[index]))
         show_in(self.output, self.snapshot)
 
     def snapshot(self):
