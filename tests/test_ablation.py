@@ -58,7 +58,9 @@ def test_grids_name_every_configuration_of_the_papers_tables_once():
     assert set(grids.PAPER_TOP1_ERROR) == {c.name for c in GRIDS["all"]}  # each has the paper's row
     runs = expand_grid("all", 3)
     assert len(runs) == 11 * 3 and len(set((c.name, s) for c, s in runs)) == len(runs)
-    assert expand_grid("pooling", [4, 7])[:2] == [(GRIDS["pooling"][0], 4), (GRIDS["pooling"][0], 7)]
+    # seed by seed: a grid stopped part way holds complete sets of pairs
+    assert expand_grid("pooling", [4, 7])[:5] == [*((c, 4) for c in GRIDS["pooling"]), (GRIDS["pooling"][0], 7)]
+    assert names["headline"] == ["baseline", "se", "cbam avg+max k=7"]
 
 
 def test_every_configuration_builds_the_model_it_names():
@@ -79,8 +81,8 @@ def test_resume_after_a_killed_run_repeats_nothing_and_loses_nothing(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_grid("pooling", 2, "quick", out, trainer=dies_on_third_run, log=lambda *_: None, data=DATA)
-    assert [(r["configuration"]["name"], r["seed"]) for r in read_records(out)] == [("baseline", 0), ("baseline", 1)]
-    assert all(r["key"].startswith(f"quick/baseline/seed={r['seed']}/") for r in read_records(out))
+    assert [(r["configuration"]["name"], r["seed"]) for r in read_records(out)] == [("baseline", 0), ("cam avg", 0)]
+    assert all(r["key"].startswith(f"quick/{r['configuration']['name']}/seed=0/") for r in read_records(out))
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
     resumed = []
@@ -90,7 +92,7 @@ def test_resume_after_a_killed_run_repeats_nothing_and_loses_nothing(tmp_path):
         return fake_trainer(config, seed, profile, threads, overrides)
 
     records = run_grid("pooling", 2, "quick", out, trainer=records_calls, log=lambda *_: None, data=DATA)
-    assert ("baseline", 0) not in resumed and ("baseline", 1) not in resumed
+    assert ("baseline", 0) not in resumed and ("cam avg", 0) not in resumed
     assert len(resumed) == 6
     keys = [r["key"] for r in records]
     assert len(keys) == 8 and len(set(keys)) == 8
