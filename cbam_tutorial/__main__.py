@@ -44,7 +44,7 @@ def _ablate(args) -> int:
     from .comparison import summarize
     from .runner import run_grid
 
-    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    overrides = {name: getattr(args, name) for name in ("epochs", "train_subset") if getattr(args, name) is not None}
     if args.figure:
         ensure_writable_file(Path(args.figure))  # now, not after hours of training
     records = run_grid(args.grid, args.seeds, args.profile, args.out, workers=args.workers, ray=args.ray,
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--ray-cpus", type=float, default=2, help="CPUs (torch threads) per run on Ray (default 2)")
     ablate.add_argument("--ray-gpus", type=float, default=0, help="GPUs per run on Ray (default 0)")
     ablate.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
+    ablate.add_argument("--train-subset", type=int, default=None, metavar="IMAGES",
+                        help="train every run on this many images of the training split (one subset, drawn "
+                             "once; default: the profile's), e.g. for an experiment on the training-set size")
     ablate.add_argument("--figure", default=None, help="also save the summary figure to this path (.png)")
     ablate.set_defaults(run=_ablate)
 

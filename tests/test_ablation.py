@@ -236,7 +236,8 @@ def test_the_ablation_report_shows_reference_instead_of_nan_and_computes_its_con
     assert table.loc["baseline", "vs baseline"] == REFERENCE and "paired seeds" not in table.columns
     assert not table.drop(columns=[c for c in table.columns if c.startswith("paper")]).isna().any().any()
     assert shown(report.table).loc["cam avg", "paired seeds"] == 3
-    assert report.conclusion().startswith("Only cam avg differ(s) from the baseline")
+    assert report.conclusion() == ("Better than the baseline beyond the seed spread: cam avg; the other 2 "
+                                   "differences are within it.")
     against = report.shown_against_reference()
     assert report.reference_row == "cam avg" and against.loc["cam avg", "vs cam avg"] == REFERENCE
 

@@ -444,3 +444,18 @@ def test_an_empty_training_split_is_refused():
     small = synthetic_cifar10(train_per_class=400)  # all 400 per class go to the validation split
     with pytest.raises(ValueError, match="the training split is empty"):
         train("resnet20", None, profile="tiny", data=small, progress=False)
+
+
+def test_a_grid_on_a_subset_of_the_training_split_records_its_size(tmp_path):
+    """`ablate --train-subset N`: every run trains on N images, and the records say so
+    (runs of another size are other runs: a different key)."""
+    out = tmp_path / "sizes.jsonl"
+    done = cli("ablate", "--grid", "headline", "--seeds", "1", "--profile", "tiny", "--train-subset", "256",
+               "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    records = read_records(out)
+    assert [r["configuration"]["name"] for r in records] == ["baseline", "se", "cbam avg+max k=7"]
+    assert {r["config"]["profile"]["train_subset"] for r in records} == {256}
+    done = cli("ablate", "--grid", "headline", "--seeds", "1", "--profile", "tiny", "--train-subset", "0",
+               "--out", str(out))
+    assert done.returncode == 2 and "train_subset" in done.stderr

@@ -131,7 +131,7 @@ def test_profile_choice(monkeypatch):
     reset_settings()
     with pytest.raises(ValueError, match=r"unknown profile 'huge' \(from \$CBAM_TUTORIAL_PROFILE\); choose one of"):
         choose_profile(None, torch.device("cpu"))
-    assert set(PROFILES) == {"quick", "cpu", "cpu-resnet20", "ablation", "demo", "tiny", "gpu",
+    assert set(PROFILES) == {"quick", "cpu", "cpu-resnet20", "grid", "ablation", "demo", "tiny", "gpu",
                              "gpu-resnet20", "full"}
     for profile in PROFILES.values():
         assert profile.live_grid in PROFILES  # a chapter's live grid runs in a profile that exists

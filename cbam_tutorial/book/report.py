@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..comparison import Comparison, compare, summarize
+from ..comparison import Comparison, Outcome, compare, summarize
 from ..grids import GRIDS, PAPER_REFERENCE_ROWS, grid_records
 
 REFERENCE = "reference"  # what a reader sees where a row is the one compared against
@@ -41,13 +41,23 @@ class AblationReport:
         return sorted({c.name for c in GRIDS[self.grid]} - set(self.table.index))
 
     def conclusion(self) -> str:
-        resolved = [c.configuration for c in self.comparisons if c.outcome.resolved]
-        if resolved:
-            return (f"Only {', '.join(resolved)} differ(s) from the baseline by more than the seed spread in this "
-                    "budget; every other difference is within it.")
-        return (f"No configuration differs from the baseline by more than the seed spread in this budget: with "
-                f"{self.seeds()} runs per configuration these CIFAR-10 results neither confirm nor contradict "
-                "the paper's ordering.")
+        """One sentence from the comparisons with the baseline: which configurations are
+        better, which worse beyond the seed spread, and that the rest are within it."""
+        better = [c.configuration for c in self.comparisons if c.outcome is Outcome.BETTER]
+        worse = [c.configuration for c in self.comparisons if c.outcome is Outcome.WORSE]
+        if not better and not worse:
+            return (f"No configuration differs from the baseline by more than the seed spread in this budget: with "
+                    f"{self.seeds()} runs per configuration these CIFAR-10 results neither confirm nor contradict "
+                    "the paper's ordering.")
+        parts = []
+        if better:
+            parts.append(f"better than the baseline beyond the seed spread: {', '.join(better)}")
+        if worse:
+            parts.append(f"worse than the baseline beyond the seed spread: {', '.join(worse)}")
+        rest = len(self.comparisons) - len(better) - len(worse)
+        tail = (f"; the other {rest} difference{'s are' if rest > 1 else ' is'} within it." if rest
+                else "; no difference is within it.")
+        return ("; ".join(parts) + tail)[0].upper() + ("; ".join(parts) + tail)[1:]
 
     def shown_table(self):
         """The summary against the baseline as a reader sees it (see shown)."""
