@@ -1,6 +1,6 @@
 """The committed reference results (results/ in the repository), for the chapters.
 
-    records = reference_records("ablation-all-cpu.jsonl")
+    records = reference_records("ablation-all-gpu.jsonl")
     run = reference_json("train/cpu-resnet20-cbam-seed0-attempt2-lr0.4.json")
     names = reference_names("train/cpu-fastnet-cbam-seed*.json")
     book_model = reference_or_trained_model("cbam", data)    # results/models/, else trained here

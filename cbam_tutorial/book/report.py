@@ -1,6 +1,6 @@
 """One ablation grid's evidence, as the ablation chapters show it.
 
-    report = ablation_report("pooling", reference_records("ablation-all-cpu.jsonl"))
+    report = ablation_report("pooling", reference_records("ablation-all-gpu.jsonl"))
     report.shown_table()                       # accuracy, interval, difference to the baseline
     shown(summarize(records))                  # any summary as a reader sees it
     report.figure()                            # the three panels beside the paper
@@ -57,7 +57,8 @@ class AblationReport:
         rest = len(self.comparisons) - len(better) - len(worse)
         tail = (f"; the other {rest} difference{'s are' if rest > 1 else ' is'} within it." if rest
                 else "; no difference is within it.")
-        return ("; ".join(parts) + tail)[0].upper() + ("; ".join(parts) + tail)[1:]
+        sentence = "; ".join(parts) + tail
+        return sentence[0].upper() + sentence[1:]
 
     def shown_table(self):
         """The summary against the baseline as a reader sees it (see shown)."""

@@ -25,7 +25,7 @@ pytestmark = needs_site
 
 ABLATION_CHAPTERS = {"06_ablation_channel_pooling": "pooling", "07_ablation_spatial_attention": "spatial",
                      "08_ablation_arrangement": "arrangement"}
-RESULTS = ROOT / "results" / "ablation-all-cpu.jsonl"  # what chapters 6-8 read
+RESULTS = ROOT / "results" / "ablation-all-gpu.jsonl"  # what chapters 6-8 read
 
 
 def t975(degrees_of_freedom: int) -> float:
