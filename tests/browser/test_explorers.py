@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import math
+import re
 import statistics
 
 import numpy as np
@@ -68,7 +69,7 @@ def shown_labels(page) -> tuple[set, set]:
     """(accuracy labels, difference labels) that the explorer's charts show now."""
     texts = page.evaluate("""() => [...document.querySelectorAll('.cbam-grid-explorer-chart svg text')]
         .map(t => t.textContent)""")
-    intervals = [t for t in texts if " to " in t and t.endswith(")")]
+    intervals = [t for t in texts if re.fullmatch(r"[+-]?\d+\.\d\d \([+-]?\d+\.\d\d to [+-]?\d+\.\d\d\)", t)]
     return ({t for t in intervals if t[0] not in "+-"}, {t for t in intervals if t[0] in "+-"})
 
 
@@ -103,8 +104,9 @@ def test_grid_explorer_shows_the_results_file(browser, server, chapter):
 
         # hide one configuration: its numbers leave both charts
         hidden = next(name for name in names if name not in ("baseline", reference))
+        exactly = re.compile(rf"^\s*{re.escape(hidden)}\s*$")  # "se" must not match "baseline"
         page.locator(".cbam-grid-explorer-controls .vega-bind").filter(
-            has=page.locator(".vega-bind-name", has_text=hidden)).locator("input").first.uncheck()
+            has=page.locator(".vega-bind-name", has_text=exactly)).locator("input").first.uncheck()
         page.wait_for_timeout(300)
         accuracy, differences = shown_labels(page)
         kept = [n for n in names if n != hidden]
