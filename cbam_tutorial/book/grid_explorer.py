@@ -60,16 +60,16 @@ def explorer_tables(records: list[dict], metric: str = "val", order: list[str] |
     names = [name for name in names if name in scores]
     tables = {"configurations": names, "metric": metric, "summary": [], "runs": [], "differences": [],
               "paired": []}
-    first = summarize(records, metric=metric, baseline=names[0])
+    # one summary per possible comparison row; the per-configuration columns are the same in each
+    against = {reference: summarize(records, metric=metric, baseline=reference) for reference in names}
     for name in names:
-        row = first.loc[name]
+        row = against[names[0]].loc[name]
         mean, low, high = (float(row[c]) for c in ("accuracy %", "95% CI low", "95% CI high"))
         tables["summary"].append({"config": name, "index": index[name], "mean": mean, "low": low, "high": high,
                                   "seeds": int(row["runs"]), "label": _interval_label(mean, low, high, False)})
         for seed, accuracy in sorted(scores[name].items()):
             tables["runs"].append({"config": name, "index": index[name], "seed": seed, "accuracy": accuracy})
-    for reference in names:
-        table = summarize(records, metric=metric, baseline=reference)
+    for reference, table in against.items():
         for name in names:
             if name == reference or not isinstance(table.loc[name, "vs baseline"], float) \
                     or math.isnan(table.loc[name, "vs baseline"]):

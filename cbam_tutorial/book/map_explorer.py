@@ -101,8 +101,6 @@ def precompute_maps(models: dict[str, nn.Module], images, labels, classes, block
         result = {"blocks": {}}
         for block in blocks:
             cam = grad_cam(model, x, target=labels, layer=block)
-            result["p_true"] = [f"{float(p):.2f}" for p in cam.probabilities]
-            result["predicted"] = cam.logits.argmax(1).tolist()
             gates = attention.get(block, {})
             spatial = gates.get("spatial")
             channel = gates.get("channel")
@@ -115,6 +113,9 @@ def precompute_maps(models: dict[str, nn.Module], images, labels, classes, block
             }
             if label == next(iter(models)):
                 data["blocks"].append({"name": block, "size": list(cam.layer_size)})
+        # the logits do not depend on the block explained: read them from the last one
+        result["p_true"] = [f"{float(p):.2f}" for p in cam.probabilities]
+        result["predicted"] = cam.logits.argmax(1).tolist()
         data["results"][label] = result
     return data
 
