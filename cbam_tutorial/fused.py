@@ -29,26 +29,32 @@ from .settings import current_settings
 _SOURCE = Path(__file__).parent / "csrc" / "cbam_gate.cpp"
 
 
+_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"]
+
+
+def compile_kernels(name: str = "cbam_tutorial_gate", extra_cflags: tuple = ()):
+    """Compile (cached on disk by torch) and return the C++ module; raises if it cannot.
+
+    extra_cflags: added to the flags, e.g. ("-mno-avx512f",) builds the portable loops only.
+    """
+    import logging
+
+    # importing cpp_extension on a CUDA build without a GPU logs "No CUDA runtime is
+    # found"; this extension is CPU-only, so the line is noise (it showed in the book)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.cpp_extension import load
+
+    return load(name=name, sources=[str(_SOURCE)], extra_cflags=[*_FLAGS, *extra_cflags],
+                extra_ldflags=["-fopenmp"], verbose=False)
+
+
 @lru_cache(maxsize=1)
 def load_extension():
     """Compile (once, cached on disk) and return the C++ module, or None if unavailable."""
     if not current_settings().fused:
         return None
     try:
-        import logging
-
-        # importing cpp_extension on a CUDA build without a GPU logs "No CUDA runtime is
-        # found"; this extension is CPU-only, so the line is noise (it showed in the book)
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        from torch.utils.cpp_extension import load
-
-        return load(
-            name="cbam_tutorial_gate",
-            sources=[str(_SOURCE)],
-            extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
+        return compile_kernels()
     except Exception as error:  # no compiler, no ninja, unsupported platform
         warnings.warn(f"fused CBAM kernels unavailable, using the plain path: {error}", stacklevel=2)
         return None

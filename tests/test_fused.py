@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cbam_tutorial import CBAM
-from cbam_tutorial.fused import fused_applies, load_extension
+from cbam_tutorial.fused import compile_kernels, fused_applies, load_extension
 
 pytestmark = pytest.mark.skipif(load_extension() is None, reason="fused kernels did not compile")
 
@@ -20,7 +20,7 @@ def twins(channels: int, **options):
     return fused, plain
 
 
-@pytest.mark.parametrize("channels, size", [(16, 32), (24, 7), (64, 8), (256, 4)])
+@pytest.mark.parametrize("channels, size", [(16, 32), (32, 5), (24, 7), (64, 8), (256, 4)])
 @pytest.mark.parametrize("options", [{}, {"map_order": "mean-max", "mlp_bias": False, "batch_norm": False},
                                      {"kernel_size": 3}], ids=["reference", "variant", "k3"])
 def test_fused_equals_plain_in_training(channels, size, options):
@@ -94,3 +94,63 @@ def test_plain_path_where_the_kernels_do_not_apply():
                              .to(memory_format=torch.channels_last))
     assert not fused_applies(CBAM(16, reduction=4, spatial_pooling="conv1x1"),
                              torch.randn(2, 16, 8, 8).to(memory_format=torch.channels_last))
+
+
+def kernel_inputs(channels: int, size: int, dtype, kernel_size: int = 7, seed: int = 0):
+    """Arguments for every kernel of the extension, from one random activation."""
+    generator = torch.Generator().manual_seed(seed)
+    batch, pixels = 5, size * size
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    x = rand(batch, channels, size, size).to(dtype).contiguous(memory_format=torch.channels_last)
+    g = rand(batch, channels, size, size).to(dtype).contiguous(memory_format=torch.channels_last)
+    ca, sa = torch.rand(batch, channels, generator=generator), torch.rand(batch, pixels, generator=generator)
+    argmax_c = torch.randint(0, pixels, (batch, channels), generator=generator, dtype=torch.int32)
+    argmax_s = torch.randint(0, channels, (batch, pixels), generator=generator, dtype=torch.int32)
+    maps, weight = rand(batch, 2, size, size), rand(1, 2, kernel_size, kernel_size)
+    return {
+        "channel_pool": (x,),
+        "spatial_pool": (x, ca),
+        "apply_gates": (x, ca, sa),
+        "backward_gates": (g, x, ca, sa),
+        "backward_channel_through_maps": (x, rand(batch, pixels), rand(batch, pixels), argmax_s),
+        "backward_input": (g, ca, sa, rand(batch, pixels), rand(batch, pixels), argmax_s,
+                           rand(batch, channels), rand(batch, channels), argmax_c),
+        "gate_conv_forward": (maps, weight),
+        "gate_conv_backward": (rand(batch, 1, size, size), maps, weight),
+    }
+
+
+@pytest.fixture(scope="module")
+def portable_kernels():
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        pytest.skip("this CPU has no AVX-512: the extension already runs the portable loops")
+    return compile_kernels("cbam_tutorial_gate_portable", extra_cflags=("-mno-avx512f",))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("channels, size, kernel_size", [(16, 32, 7), (32, 16, 3), (64, 8, 7), (24, 7, 5)])
+def test_intrinsic_loops_equal_the_portable_loops(portable_kernels, channels, size, kernel_size, dtype):
+    vector_kernels = load_extension()
+    tolerance = 1e-2 if dtype == torch.bfloat16 else 1e-5  # bf16 outputs round to 8 bits
+    for name, args in kernel_inputs(channels, size, dtype, kernel_size).items():
+        expected, got = getattr(portable_kernels, name)(*args), getattr(vector_kernels, name)(*args)
+        expected, got = ((expected,), (got,)) if torch.is_tensor(expected) else (expected, got)
+        for e, o in zip(expected, got):
+            if e.dtype == torch.int32:  # positions of maxima: ties are rare in random data
+                assert (e != o).float().mean() < 1e-3, name
+            else:
+                torch.testing.assert_close(o.float(), e.float(), rtol=tolerance, atol=tolerance, msg=name)
+
+
+@pytest.mark.parametrize("channels", [16, 24, 64])
+def test_spatial_argmax_is_the_first_maximum_and_stays_in_range(channels):
+    kernels = load_extension()
+    x = torch.zeros(1, channels, 1, 3)
+    x[0, [3, 9], 0, 0] = 2.0  # a tie between channels 3 and 9
+    x[0, :, 0, 2] = float("nan")  # no channel equals a NaN maximum
+    x = x.contiguous(memory_format=torch.channels_last)
+    _, _, argmax = kernels.spatial_pool(x, torch.ones(1, channels))
+    assert argmax.tolist() == [[3, 0, 0]]  # the all-zero pixel ties everywhere: channel 0
