@@ -75,8 +75,10 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
     one here) whose tasks run the grid instead, each asking for ray_cpus CPUs (its torch
     threads) and ray_gpus GPUs, a dead worker's task retried ray_retries times.
     `overrides` replace fields of the profile (e.g. epochs=3); `data` (a loaded Cifar10)
-    may be passed to skip loading it again. Returns the file's readable records; raises
-    GridFailures after the grid if any run failed.
+    may be passed to skip loading it again. Returns the records of this grid's runs (made
+    now or found in the file), not the file's other lines: one file may hold several grids,
+    profiles or training-set sizes, and a summary must not mix them. Raises GridFailures
+    after the grid if any run failed.
     """
     from .train import PROFILES, choose_device
 
@@ -138,7 +140,8 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
             raise
     if failures:
         raise GridFailures(failures, out)
-    return read_ledger(out).records
+    planned_keys = {key for _, _, key in planned}
+    return [record for record in read_ledger(out).records if record_key(record) in planned_keys]
 
 
 def _watch_parent(parent: int) -> None:

@@ -68,7 +68,28 @@ def test_a_record_of_another_data_copy_is_another_run(tmp_path):
     other = type("Other", (), {"copy": {"source": "synthetic", "sha256": "1" * 64}})()
     run_grid("pooling", 1, "tiny", out, trainer=quick_record, data=StandInData(), **QUIET)
     records = run_grid("pooling", 1, "tiny", out, trainer=quick_record, data=other, **QUIET)
-    assert len(records) == 8
+    assert len(read_records(out)) == 8
+    assert len(records) == 4  # the runs on the other copy only
+
+
+def test_a_grid_returns_its_own_runs_not_the_files_other_lines(tmp_path):
+    # one file, two training-set sizes: each call's summary must see only its own size
+    out = tmp_path / "sizes.jsonl"
+
+    def scored_by_size(config, seed, profile, threads, overrides):
+        accuracy = 0.5 if overrides.get("train_subset") == 100 else 0.9
+        return {**quick_record(config, seed, profile, threads, overrides), "val": {"accuracy": accuracy}}
+
+    small = run_grid("pooling", 2, "tiny", out, trainer=scored_by_size, data=StandInData(),
+                     train_subset=100, **QUIET)
+    large = run_grid("pooling", 2, "tiny", out, trainer=scored_by_size, data=StandInData(),
+                     train_subset=200, **QUIET)
+    assert len(read_records(out)) == 16 and len(small) == len(large) == 8
+    assert {r["val"]["accuracy"] for r in small} == {0.5}
+    assert {r["val"]["accuracy"] for r in large} == {0.9}
+    again = run_grid("pooling", 2, "tiny", out, trainer=scored_by_size, data=StandInData(),
+                     train_subset=100, **QUIET)  # nothing to run: the same 8 records
+    assert sorted(r["key"] for r in again) == sorted(r["key"] for r in small)
 
 
 def test_concurrent_appends_from_two_processes_keep_every_record(tmp_path):
