@@ -39,8 +39,24 @@ def reference_path(name: str) -> Path:
 
 
 def reference_records(name: str) -> list[dict]:
-    """The records of a JSON-lines results file (one run per line)."""
+    """The records of a grid's results file (the ablation runner's ledger, one run per line)."""
     return read_records(reference_path(name))
+
+
+def reference_lines(name: str) -> list[dict]:
+    """Every line of a JSON-lines results file written by a benchmark script, not by the
+    grid runner (e.g. train/recipe-ablation-*.jsonl); a torn line is an error that names it."""
+    path = reference_path(name)
+    lines = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not JSON ({error}); restore the file from git "
+                             "or rerun the command in results/README.md") from error
+    return lines
 
 
 def reference_json(name: str) -> dict:
