@@ -1,18 +1,22 @@
 #!/bin/bash
 # One session on a GPU machine, within a fixed time: the `gpu` profile's training time
-# (one run alone), then the headline grid (baseline, SE, CBAM) in the `gpu` profile,
-# several runs at a time on the one GPU, for as long as the time allows. The grid file is
-# resumable: running this again continues it.
+# (one run alone), then a grid (default: the headline grid, baseline, SE, CBAM) in the
+# `gpu` profile, several runs at a time on the one GPU, for as long as the time allows.
+# The grid file, OUT/ablation-GRID-PROFILE[-EPOCHSep].jsonl, is resumable: running this
+# again continues it.
 #
 #   bash benchmarks/gpu_session.sh ARCHIVE OUT [SECONDS]
 #
 # ARCHIVE: the offline CIFAR-10 copy (cifar10-jpeg.tar.gz); OUT: the folder for the
-# results; SECONDS: the whole session's budget (default 500). PROFILE, SEEDS, WORKERS
-# override the defaults (gpu, 10, 4), e.g. PROFILE=tiny SEEDS=1 to try it on a CPU;
-# GIT_COMMIT names the code's commit where the copy has no .git.
+# results; SECONDS: the whole session's budget (default 500). PROFILE, SEEDS, WORKERS,
+# GRID override the defaults (gpu, 10, 4, headline), e.g. PROFILE=tiny SEEDS=1 to try it
+# on a CPU; EPOCHS overrides the profile's epochs; ALONE=0 skips the run alone;
+# GIT_COMMIT names the code's commit where the copy has no .git. To finish the book's
+# reference grid (results/README.md): ALONE=0 GRID=all WORKERS=6 with OUT=results.
 set -uo pipefail
 archive=$1 out=$2 budget=${3:-500}
-profile=${PROFILE:-gpu} seeds=${SEEDS:-10} workers=${WORKERS:-4}
+profile=${PROFILE:-gpu} seeds=${SEEDS:-10} workers=${WORKERS:-4} grid=${GRID:-headline}
+epochs=${EPOCHS:-} alone=${ALONE:-1}
 start=$(date +%s)
 export CBAM_TUTORIAL_DATA=${CBAM_TUTORIAL_DATA:-/tmp/cbam-tutorial-data}
 export CBAM_TUTORIAL_CIFAR10_ARCHIVE=$archive CBAM_TUTORIAL_PROGRESS=0 PYTHONUNBUFFERED=1
@@ -29,16 +33,19 @@ cat "$out/environment.txt"
 $python -c "from cbam_tutorial.data import load_cifar10; print(load_cifar10().copy)" || exit 1
 
 # the profile's time: one CBAM run alone on the machine
-run=$(mktemp -d)
-$python -m cbam_tutorial train --model fastnet --attention cbam --profile "$profile" --seed 0 \
-    --test-curve --out "$run/cbam" && cp "$run/cbam/metrics.json" "$out/$profile-fastnet-cbam-seed0-alone.json"
+if [ "$alone" != 0 ]; then
+  run=$(mktemp -d)
+  $python -m cbam_tutorial train --model fastnet --attention cbam --profile "$profile" --seed 0 \
+      --test-curve --out "$run/cbam" && cp "$run/cbam/metrics.json" "$out/$profile-fastnet-cbam-seed0-alone.json"
+fi
 
 left=$(( budget - ($(date +%s) - start) - 15 ))
 echo "grid: ${left}s left"
 if [ "$left" -gt 30 ]; then
   # the runner appends each finished run atomically; a run cut off by the timeout is not kept
-  timeout --signal=INT "$left" $python -m cbam_tutorial ablate --grid headline --seeds "$seeds" \
-      --profile "$profile" --workers "$workers" --out "$out/ablation-headline-$profile.jsonl"
+  timeout --signal=INT "$left" $python -m cbam_tutorial ablate --grid "$grid" --seeds "$seeds" \
+      --profile "$profile" --workers "$workers" ${epochs:+--epochs "$epochs"} \
+      --out "$out/ablation-$grid-$profile${epochs:+-${epochs}ep}.jsonl"
   echo "grid exit status $?"
 fi
 echo "session took $(( $(date +%s) - start ))s"
