@@ -50,6 +50,17 @@ def training_step(model: nn.Module, batch: int, precision: str):
     return step
 
 
+def training_steps(network: str, precision: str, attentions=ATTENTIONS) -> dict:
+    """attention -> a training-step closure of `network` (channels_last, its batch size),
+    every model built from the same seed."""
+    steps = {}
+    for attention in attentions:
+        torch.manual_seed(0)
+        model = build_model(network, attention).to(memory_format=torch.channels_last).train()
+        steps[attention] = training_step(model, NETWORKS[network], precision)
+    return steps
+
+
 def interleaved_ms(steps: dict, repeats: int) -> dict:
     """Median milliseconds per call of each closure, timed in turn."""
     for step in steps.values():
@@ -70,9 +81,7 @@ REFERENCE_MACHINE_STEP_MS = 160.0  # the reference step on the machine the 10-mi
 def reference_step_ms(repeats: int = 20) -> float:
     """Median ms of the reference step here: ResNet-20 without attention, bf16 autocast,
     channels_last, batch 256, forward + backward + Nesterov SGD (threads as set)."""
-    torch.manual_seed(0)
-    model = build_model("resnet20").to(memory_format=torch.channels_last).train()
-    return interleaved_ms({"reference": training_step(model, 256, "bf16")}, repeats)["reference"]
+    return interleaved_ms(training_steps("resnet20", "bf16", (None,)), repeats)[None]
 
 
 def bench(networks, repeats: int) -> dict:
@@ -82,12 +91,7 @@ def bench(networks, repeats: int) -> dict:
     for name in networks:
         batch = NETWORKS[name]
         for precision in ("fp32", "bf16"):
-            steps = {}
-            for attention in ATTENTIONS:
-                torch.manual_seed(0)
-                model = build_model(name, attention).to(memory_format=torch.channels_last).train()
-                steps[attention] = training_step(model, batch, precision)
-            ms = interleaved_ms(steps, repeats)
+            ms = interleaved_ms(training_steps(name, precision), repeats)
             overhead = ms["cbam"] / ms[None] - 1
             target = TARGET_OVERHEAD[name]
             print(f"{name:>9} {batch:5d} {precision:>9} " + " ".join(

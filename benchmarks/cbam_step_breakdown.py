@@ -27,9 +27,8 @@ from contextlib import contextmanager
 import torch
 
 import cbam_tutorial.fused as fused
-from bench_networks import NETWORKS, interleaved_ms, training_step
+from bench_networks import NETWORKS, interleaved_ms, training_steps
 from cbam_tutorial.allocator import keep_freed_memory
-from cbam_tutorial.models import build_model
 
 
 class _TimedKernels:
@@ -64,12 +63,7 @@ def timed_kernels():
 
 
 def breakdown(network: str, precision: str, repeats: int) -> None:
-    batch = NETWORKS[network]
-    steps = {}
-    for attention in (None, "cbam"):
-        torch.manual_seed(0)
-        model = build_model(network, attention).to(memory_format=torch.channels_last).train()
-        steps[attention] = training_step(model, batch, precision)
+    steps = training_steps(network, precision, (None, "cbam"))
     ms = interleaved_ms(steps, repeats)
     added = ms["cbam"] - ms[None]
     with timed_kernels() as proxy:
@@ -79,7 +73,7 @@ def breakdown(network: str, precision: str, repeats: int) -> None:
         timed_step = 1000 * (time.perf_counter() - start) / repeats
     per_step = {key: 1000 * s / repeats for key, s in proxy.seconds.items()}
     kernels = sum(per_step.values())
-    print(f"\n{network}, batch {batch}, {precision}: plain step {ms[None]:.1f} ms, CBAM step "
+    print(f"\n{network}, batch {NETWORKS[network]}, {precision}: plain step {ms[None]:.1f} ms, CBAM step "
           f"{ms['cbam']:.1f} ms: CBAM adds {added:.1f} ms ({added / ms[None]:+.1%}); "
           f"timed pass {timed_step:.1f} ms per step")
     for (name, shape), value in sorted(per_step.items()):
