@@ -6,11 +6,13 @@ import json
 import sys
 from pathlib import Path
 
+from .allocator import keep_freed_memory
 from .attention import ARRANGEMENTS, CHANNEL_POOLINGS, SPATIAL_POOLINGS
 from .data import DataError, load_cifar10
 from .ledger import LedgerBusy
 from .models import MODEL_NAMES
 from .runner import GridFailures
+from .settings import current_settings
 from .storage import StorageError, ensure_writable_file
 from .train import PRECISIONS, PROFILES
 
@@ -29,9 +31,13 @@ def _train(args) -> int:
         overrides["epochs"] = args.epochs
     attention = None if args.attention == "none" else args.attention
     data = load_cifar10(source=args.data_source)
+    settings = current_settings()
+    keep_freed_memory()
     result = train(args.model, attention, profile=args.profile, seed=args.seed, device=args.device,
-                   precision=args.precision, data=data, out_dir=args.out, progress=args.progress,
-                   test_curve=args.test_curve, attention_options=_attention_options(args), **overrides)
+                   precision=args.precision, data=data, out_dir=args.out,
+                   progress=settings.shows_progress() if args.progress is None else args.progress,
+                   cost_log=settings.train_log, test_curve=args.test_curve,
+                   attention_options=_attention_options(args), **overrides)
     summary = {"test_accuracy": result.test["accuracy"], "val_accuracy": result.val["accuracy"] if result.val else None,
                "train_seconds": round(result.train_seconds, 1), "epochs": len(result.history),
                "data": result.data["source"], "precision": result.config["precision"],

@@ -46,12 +46,15 @@ def _train_one(config: Config, seed: int, profile: str, threads: int | None, ove
     """One run (in a worker process or in this one): train and return a plain record."""
     import torch
 
+    from .allocator import keep_freed_memory
+    from .settings import current_settings
     from .train import train
 
     if threads:
         torch.set_num_threads(threads)
+    keep_freed_memory()
     result = train(attention=config.attention, profile=profile, seed=seed, progress=False,
-                   attention_options=config.options, **overrides)
+                   attention_options=config.options, cost_log=current_settings().train_log, **overrides)
     # "config" stays the training settings; the grid's configuration is kept beside it
     return {**result.to_json(), "configuration": asdict(config), "seed": seed, "profile": profile}
 

@@ -14,8 +14,10 @@ Six environment variables, each a field of Settings:
     CBAM_TUTORIAL_PROFILE           profile    the training profile when none is named
     CBAM_TUTORIAL_PROGRESS          progress   "0" hides progress bars, "1" shows them
                                                (default: shown in a terminal or notebook)
-    CBAM_TUTORIAL_TRAIN_LOG         train_log  a JSON-lines file that every train() call
-                                               appends its cost to (how chapters are timed)
+    CBAM_TUTORIAL_TRAIN_LOG         train_log  a JSON-lines file that the runs started by the
+                                               command line, the grid runner and the book's
+                                               helpers append their cost to (how chapters
+                                               are timed)
     CBAM_TUTORIAL_FUSED             fused      "0" keeps CBAM off the compiled CPU kernel
 
 Nothing is read when the package is imported: the environment is read by the first call
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -61,6 +64,14 @@ class Settings:
             progress=None if value["progress"] is None else value["progress"] == "1",
             train_log=Path(value["train_log"]).expanduser() if value["train_log"] else None,
             fused=value["fused"] != "0")
+
+    def shows_progress(self) -> bool:
+        """Whether a caller of train() should ask for a progress bar: `progress` when set,
+        else whether the output goes to a terminal or a notebook kernel (Jupyter, Colab).
+        Builds of the book set CBAM_TUTORIAL_PROGRESS=0."""
+        if self.progress is not None:
+            return self.progress
+        return sys.stderr.isatty() or "ipykernel" in sys.modules
 
     def source_of(self, field: str) -> str:
         """How a message names where `field` came from, e.g. "$CBAM_TUTORIAL_PROFILE"."""

@@ -17,6 +17,11 @@ it fast. Layers set from data (FastNet's whitening stem) are fitted before train
 Choices (epochs, learning rate, ...) are made on a fixed validation split of the training
 set; the test set is evaluated at the end, for reporting only (and, with test_curve=True,
 after every epoch to draw an accuracy-against-time curve, which no choice is made on).
+
+What surrounds a run is the caller's choice, never guessed here: a progress bar
+(progress=True), a JSON-lines log of the run's cost (cost_log=path), and the process's
+allocator (allocator.keep_freed_memory()). The command line, the grid runner and the
+book's helpers make those choices from the settings (settings.Settings.shows_progress).
 """
 from __future__ import annotations
 
@@ -32,7 +37,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .allocator import keep_freed_memory
 from .cost import count_flops, count_parameters
 from .data import Cifar10, Split, load_cifar10
 from .loader import TensorLoader
@@ -44,9 +48,6 @@ from .result import TrainingResult
 from .storage import ensure_writable_file, write_atomically
 
 PROFILE_ENV = VARIABLES["profile"]
-# When set, every finished training appends one JSON line (what ran, images seen, FLOPs,
-# seconds) to this file: benchmarks/time_chapters.py uses it to attribute time to training.
-TRAIN_LOG_ENV = VARIABLES["train_log"]
 
 
 @dataclass(frozen=True)
@@ -364,15 +365,6 @@ def _subset(split: Split, size: int | None, seed: int) -> Split:
     return Split(split.images[index], split.labels[index])
 
 
-def _progress_enabled(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    if current_settings().progress is not None:
-        return current_settings().progress
-    # a terminal, or a notebook kernel (Jupyter, Colab); builds of the book set the variable to 0
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
-
-
 def _save_atomically(payload: dict, path: Path) -> None:
     write_atomically(path, lambda handle: torch.save(payload, handle))
 
@@ -428,10 +420,10 @@ def run_config(model_name: str | None = None, attention: str | None = None, *,
 
 def train(model_name: str | None = None, attention: str | None = None, *, profile: str | None = None,
           seed: int = 0, device: str | None = None, precision: str = "auto", data: Cifar10 | None = None,
-          out_dir: str | Path | None = None, progress: bool | None = None, test_curve: bool = False,
+          out_dir: str | Path | None = None, progress: bool = False, test_curve: bool = False,
           attention_options: dict | None = None, model_options: dict | None = None, on_epoch=None,
-          **overrides) -> dict:
-    """Train `model_name` with `attention` on CIFAR-10 and return plain data.
+          cost_log: str | Path | None = None, **overrides) -> TrainingResult:
+    """Train `model_name` with `attention` on CIFAR-10.
 
     Args:
         model_name: "resnet20", "resnet56" or "resnet18" (default: the profile's model).
@@ -449,6 +441,9 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
         on_epoch: called with each epoch's record (a dict) after it is saved; returning False
             stops training there (the result then covers the epochs done, and
             result.stopped_early is True).
+        progress: draw a progress bar (tqdm) over the epochs.
+        cost_log: a JSON-lines file to append one line of the run's cost to (what ran,
+            images seen, FLOPs per image, seconds); benchmarks/time_chapters.py reads it.
 
     Returns a TrainingResult: the settings, provenance, history, final validation and test
     evaluations and the trained model (in eval mode).
@@ -462,8 +457,6 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     data = data if data is not None else load_cifar10()
     config["data_source"] = data.copy.get("source")
     precision, model_name, attention_options = config["precision"], config["model"], config["attention_options"]
-    if device.type == "cpu":
-        keep_freed_memory()
 
     train_split, val_split = data.split()
     holdout = chosen.train_on == "train"
@@ -526,7 +519,7 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
             lookahead.update(model, chosen.lookahead_decay * ((step + 1) / total_steps) ** 3)
 
     bar = None
-    if _progress_enabled(progress):
+    if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=chosen.epochs, initial=start_epoch, desc=f"{model_name}+{attention or 'none'}",
@@ -598,9 +591,9 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     )
     if out_dir is not None:
         write_metrics(result, out_dir / "metrics.json")
-    if current_settings().train_log is not None:
+    if cost_log is not None:
         _log_training(result, len(train_loader) * chosen.batch_size, len(val_loader.labels),
-                      len(test_loader.labels), current_settings().train_log)
+                      len(test_loader.labels), Path(cost_log))
     return result
 
 

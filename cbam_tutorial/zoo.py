@@ -15,8 +15,10 @@ from pathlib import Path
 
 from torch import nn
 
+from .allocator import keep_freed_memory
 from .data import data_root
 from .result import TrainingResult
+from .settings import current_settings
 from .train import choose_device, choose_profile, load_model, train
 
 
@@ -34,14 +36,19 @@ def trained_model(attention: str | None, profile: str | None = None, model_name:
     keyed by profile, model, attention and seed alone); from its checkpoint when complete.
 
     Returns the model in eval mode, or (model, TrainingResult) with with_metrics=True.
+    A training shows a progress bar when `progress` is True (None: as the settings decide),
+    keeps freed memory in the process for speed, and logs its cost where the settings say.
     """
     chosen = choose_profile(profile, choose_device(device))
     model_name = model_name or chosen.model
     folder = checkpoint_dir(attention, chosen.name, model_name, seed, root)
     metrics_path = folder / "metrics.json"
     if not metrics_path.is_file():
+        settings = current_settings()
+        keep_freed_memory()
         train(model_name, attention, profile=chosen.name, seed=seed, out_dir=folder, data=data,
-              device=device, progress=progress)
+              device=device, progress=settings.shows_progress() if progress is None else progress,
+              cost_log=settings.train_log)
     model: nn.Module = load_model(folder, device)
     if not with_metrics:
         return model

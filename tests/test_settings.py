@@ -46,3 +46,19 @@ def test_arguments_override_the_environment(monkeypatch, tmp_path):
     assert current_settings().data_root == tmp_path / "from-code"
     with pytest.raises(TypeError, match="unknown settings \\['colour'\\]"):
         configure(colour="blue")
+
+
+def test_progress_bars_follow_the_setting_else_where_the_output_goes(monkeypatch):
+    import sys
+
+    assert Settings(data_root=Path("."), progress=False).shows_progress() is False
+    assert Settings(data_root=Path("."), progress=True).shows_progress() is True
+    unset = Settings(data_root=Path("."))
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert unset.shows_progress() is False  # a log file or a pipe
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert unset.shows_progress() is True  # a terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    assert unset.shows_progress() is True  # a notebook kernel (Jupyter, Colab)

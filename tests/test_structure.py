@@ -95,6 +95,19 @@ def test_the_library_never_imports_the_book():
     assert not [m for m in library if any(t.startswith("book") for t in GRAPH[m])]
 
 
+@pytest.mark.parametrize("module", ["train", "loop"])
+def test_the_engine_leaves_what_surrounds_a_run_to_its_caller(module):
+    # progress bars, the cost log and the allocator are the caller's choices (train()'s
+    # progress=, cost_log=; allocator.keep_freed_memory()), never guessed by the engine
+    tree = ast.parse(MODULES[module].read_text())
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert "allocator" not in GRAPH[module] and "keep_freed_memory" not in names
+    assert not {"train_log", "progress", "isatty"} & attributes
+    assert not [text for text in strings if "ipykernel" in text]
+
+
 def test_the_readme_module_map_names_every_module():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## How the code is organised", 1)[1].split("\n## ", 1)[0]

@@ -172,9 +172,8 @@ def test_command_line_help_explains_every_option():
     assert bad.returncode == 2 and "unknown device 'tpu'" in bad.stderr
 
 
-def test_progressive_resizing_and_training_log(cifar10, tmp_path, monkeypatch):
+def test_progressive_resizing_and_cost_log(cifar10, tmp_path, monkeypatch):
     log = tmp_path / "log.jsonl"
-    monkeypatch.setenv(engine.TRAIN_LOG_ENV, str(log))
     seen = []
     model = build_model("resnet20", None)
     original_forward = type(model).forward
@@ -184,7 +183,8 @@ def test_progressive_resizing_and_training_log(cifar10, tmp_path, monkeypatch):
         return original_forward(self, x)
 
     monkeypatch.setattr(type(model), "forward", record_size)
-    result = train("resnet20", None, data=cifar10, low_resolution=24, low_resolution_epochs=1, **TINY)
+    result = train("resnet20", None, data=cifar10, low_resolution=24, low_resolution_epochs=1, cost_log=log,
+                   **TINY)
     # seen[0] is the FLOP count at 32 x 32; then epoch 1's 8 training steps at 24, its
     # evaluation (2 flip passes) at 32, and epoch 2's training steps at 32
     assert seen[1:9] == [24] * 8 and seen[9:11] == [32, 32] and seen[11:19] == [32] * 8
@@ -194,6 +194,28 @@ def test_progressive_resizing_and_training_log(cifar10, tmp_path, monkeypatch):
                       "forward_flops_per_image": result.flops, "train_seconds": result.train_seconds}]
     with pytest.raises(ValueError, match="low_resolution must be an integer from 8 to 32 pixels"):
         train("resnet20", None, data=cifar10, low_resolution=40, low_resolution_epochs=1, **TINY)
+
+
+def test_the_zoo_trains_once_with_the_choices_the_settings_make(cifar10, tmp_path, monkeypatch, capsys):
+    from cbam_tutorial.settings import configure
+    from cbam_tutorial.zoo import trained_model
+
+    log = tmp_path / "log.jsonl"
+    kept = []
+    monkeypatch.setattr("cbam_tutorial.zoo.keep_freed_memory", lambda: kept.append(True))
+    configure(train_log=log, progress=True)
+    try:
+        model, result = trained_model(None, profile="tiny", root=tmp_path / "zoo", data=cifar10,
+                                      with_metrics=True)
+        assert "epoch" in capsys.readouterr().err  # the bar the settings asked for
+        again = trained_model(None, profile="tiny", root=tmp_path / "zoo", data=cifar10)
+    finally:
+        reset_settings()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["profile"] == "tiny" and kept == [True]  # trained once
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert result.test == json.loads((tmp_path / "zoo" / "tiny-fastnet-baseline-seed0" / "metrics.json")
+                                     .read_text())["test"]
 
 
 def test_on_epoch_can_stop_training(cifar10):

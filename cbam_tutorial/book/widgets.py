@@ -231,10 +231,14 @@ class AblationLab:
         return fig
 
     def _train(self, options: dict) -> None:
+        from ..allocator import keep_freed_memory
+        from ..settings import current_settings
         from ..train import train
 
+        keep_freed_memory()
         try:
             result = train(self.model_name, "cbam", profile=self.profile, data=self.data, progress=False,
+                           cost_log=current_settings().train_log,
                            attention_options=dict(channel_pooling=options["pooling"],
                                                   kernel_size=options["kernel_size"],
                                                   arrangement=options["arrangement"],
