@@ -163,11 +163,11 @@ FAST_RECIPE = dict(
 
 PROFILES = {
     "quick": Profile(
-        "quick", "a chapter's training cell on a 2-core CPU in about a minute: the fast recipe "
+        "quick", "a chapter's training cell, sized for about a minute on a 2-core CPU: the fast recipe "
         "(FastNet) on a 10,000-image subset for 5 epochs, scored on 2,000 validation images",
         **FAST_RECIPE, epochs=5, train_subset=10_000, val_subset=2_000),
     "cpu": Profile(
-        "cpu", "the fast recipe on a 2-core CPU, about 10 minutes of training: FastNet (whitened "
+        "cpu", "the fast recipe sized for 10 minutes of training on a 2-core CPU: FastNet (whitened "
         "stem, three residual stages) for 13 epochs on all 50,000 training images, batch 512, "
         "reflect-padded translations and alternating flips, label smoothing 0.2, biases at 64x "
         "the learning rate, lookahead, and flip-and-translate test-time augmentation",
@@ -178,12 +178,12 @@ PROFILES = {
         epochs=11, batch_size=256, lr=0.4, warmup_fraction=0.2, train_on="train+val",
         low_resolution=24, low_resolution_epochs=6),
     "grid": Profile(
-        "grid", "one run of the book's reference grids on a 2-core CPU, about 11 minutes: the cpu "
+        "grid", "one run of the book's reference grids, sized for a 2-core CPU: the cpu "
         "profile's recipe (FastNet for 13 epochs) on the 45,000-image training split, scored on the "
         "5,000-image validation split (for choices) and the test set (for the headline comparison)",
         **FAST_RECIPE, epochs=13),
     "ablation": Profile(
-        "ablation", "one run of an ablation grid on a 2-core CPU in under two minutes: ResNet-20 on "
+        "ablation", "one run of an ablation grid, sized for two minutes on a 2-core CPU: ResNet-20 on "
         "a 12,000-image subset for 5 epochs, scored on the full 5,000-image validation split",
         epochs=5, batch_size=256, lr=0.4, warmup_fraction=0.2, train_subset=12_000),
     "demo": Profile(
@@ -365,6 +365,40 @@ def _subset(split: Split, size: int | None, seed: int) -> Split:
     return Split(split.images[index], split.labels[index])
 
 
+def data_loaders(data: Cifar10, chosen: Profile, seed: int,
+                 device: torch.device) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
+    """(train, validation, test) loaders of a run: the profile's training images (the
+    45,000-image split, or all 50,000 with train_on="train+val"), augmented and shuffled
+    by `seed`; the validation split and the test set, in order, 500 images a batch. The
+    subsets a profile asks for are fixed samples, the same for every seed."""
+    train_split, val_split = data.split()
+    if chosen.train_on == "train+val":
+        train_split = data.train_all()
+    train_split = _subset(train_split, chosen.train_subset, seed=1)
+    if len(train_split) == 0:
+        raise ValueError("the training split is empty: this copy of CIFAR-10 has no training images beyond "
+                         "the 5,000-image validation split; train on a complete copy or with train_on='train+val'")
+    val_split = _subset(val_split, chosen.val_subset, seed=2)
+    test_split = _subset(Split(data.test_images, data.test_labels), chosen.test_subset, seed=3)
+    return (TensorLoader(train_split.images, train_split.labels, chosen.batch_size, True, device, seed,
+                         padding=chosen.padding, pad_mode=chosen.pad_mode, flip=chosen.flip),
+            TensorLoader(val_split.images, val_split.labels, 500, False, device),
+            TensorLoader(test_split.images, test_split.labels, 500, False, device))
+
+
+def weight_averages(model: nn.Module, chosen: Profile) -> tuple[nn.Module | None, Lookahead | None]:
+    """(EMA, lookahead) of `model`'s weights as the profile asks (ema_decay,
+    lookahead_every; at most one of them), None for each it does not ask for."""
+    ema = lookahead = None
+    if chosen.ema_decay is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(chosen.ema_decay), use_buffers=True)
+    if chosen.lookahead_every is not None:
+        lookahead = Lookahead(model)
+    return ema, lookahead
+
+
 def _save_atomically(payload: dict, path: Path) -> None:
     write_atomically(path, lambda handle: torch.save(payload, handle))
 
@@ -426,7 +460,7 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     """Train `model_name` with `attention` on CIFAR-10.
 
     Args:
-        model_name: "resnet20", "resnet56" or "resnet18" (default: the profile's model).
+        model_name: one of models.MODEL_NAMES (default: the profile's model).
         attention: None, "se", "cbam", "cam" or "sam"; attention_options go to its modules.
         model_options: arguments of the network itself (e.g. FastNet's whitening=False).
         profile: a name of PROFILES (default: see choose_profile); `overrides` replace
@@ -458,20 +492,8 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     config["data_source"] = data.copy.get("source")
     precision, model_name, attention_options = config["precision"], config["model"], config["attention_options"]
 
-    train_split, val_split = data.split()
-    holdout = chosen.train_on == "train"
-    if not holdout:
-        train_split = data.train_all()
-    train_split = _subset(train_split, chosen.train_subset, seed=1)
-    if len(train_split) == 0:
-        raise ValueError("the training split is empty: this copy of CIFAR-10 has no training images beyond "
-                         "the 5,000-image validation split; train on a complete copy or with train_on='train+val'")
-    val_split = _subset(val_split, chosen.val_subset, seed=2)
-    train_loader = TensorLoader(train_split.images, train_split.labels, chosen.batch_size, True, device, seed,
-                                padding=chosen.padding, pad_mode=chosen.pad_mode, flip=chosen.flip)
-    val_loader = TensorLoader(val_split.images, val_split.labels, 500, False, device)
-    test_split = _subset(Split(data.test_images, data.test_labels), chosen.test_subset, seed=3)
-    test_loader = TensorLoader(test_split.images, test_split.labels, 500, False, device)
+    holdout = chosen.train_on == "train"  # "train+val" leaves no held-out validation images
+    train_loader, val_loader, test_loader = data_loaders(data, chosen, seed, device)
 
     model = initial_model(model_name, attention, seed, config.get("model_options", {}), attention_options)
     parameters, flops = count_parameters(model), count_flops(model)
@@ -480,14 +502,11 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     optimizer = torch.optim.SGD(parameter_groups(model, chosen.weight_decay, chosen.bias_lr_scale),
                                 lr=chosen.lr, momentum=chosen.momentum, nesterov=True)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    ema = lookahead = None
-    if chosen.ema_decay is not None:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(chosen.ema_decay), use_buffers=True)
-    if chosen.lookahead_every is not None:
-        lookahead = Lookahead(model)
+    ema, lookahead = weight_averages(model, chosen)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=chosen.label_smoothing)
+    # everything a checkpoint keeps besides the history, so that a resumed run continues exactly
+    trained_state = {"model": model, "optimizer": optimizer, "scaler": scaler, "ema": ema,
+                     "lookahead": lookahead}
 
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint_path = out_dir / "checkpoint.pt" if out_dir else None
@@ -497,13 +516,9 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
             ensure_writable_file(out_dir / name)
         checkpoint = _load_checkpoint(checkpoint_path, config)
         if checkpoint is not None:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scaler.load_state_dict(checkpoint["scaler"])
-            if ema is not None:
-                ema.load_state_dict(checkpoint["ema"])
-            if lookahead is not None:
-                lookahead.load_state_dict(checkpoint["lookahead"])
+            for name, part in trained_state.items():
+                if part is not None:
+                    part.load_state_dict(checkpoint[name])
             history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
 
     total_steps = chosen.epochs * len(train_loader)
@@ -544,7 +559,6 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
             epoch_seconds = time.perf_counter() - started
             trained_seconds += epoch_seconds
             evaluated = ema.module if ema is not None else model
-            # training on "train+val" leaves no held-out validation images
             val = (evaluate(evaluated, val_loader, precision, chosen.tta) if holdout
                    else {"loss": None, "accuracy": None})
             record = {"epoch": epoch + 1, "lr": learning_rate(min((epoch + 1) * len(train_loader),
@@ -556,10 +570,10 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
                 record["test_accuracy"] = evaluate(evaluated, test_loader, precision, chosen.tta)["accuracy"]
             history.append(record)
             if checkpoint_path is not None:
-                _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema else None,
-                                  "lookahead": lookahead.state_dict() if lookahead else None,
-                                  "epoch": epoch, "history": history, "config": config}, checkpoint_path)
+                state = {name: part.state_dict() if part is not None else None
+                         for name, part in trained_state.items()}
+                _save_atomically({**state, "epoch": epoch, "history": history, "config": config},
+                                 checkpoint_path)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=val["accuracy"])
