@@ -1,6 +1,6 @@
 """Trained models shared between chapters: trained once, then read from a checkpoint.
 
-    model = trained_model("cbam")                       # quick profile, resnet20, seed 0
+    model = trained_model("cbam")                       # the default profile and its network, seed 0
     model, result = trained_model("se", with_metrics=True)
 
 A chapter that needs a trained network calls this; the first call trains (about a minute
