@@ -1,0 +1,107 @@
+"""The status of a grid that is still being run, as Markdown for results/README.md.
+
+    python benchmarks/grid_status.py results/ablation-all-cpu-15ep.jsonl --grid all --seeds 5
+    python benchmarks/grid_status.py results/ablation-all-cpu-15ep.jsonl --grid all --seeds 5 \
+        --readme results/README.md
+
+Prints how many of the grid's runs the file holds, every run's validation / test accuracy
+by seed, and, once the baseline has two seeds, each configuration's mean, standard
+deviation and 95% interval with the paired difference to the baseline (same seeds) and its
+half-width. With --readme it replaces the text between the two marker lines
+
+    <!-- grid status: FILE -->
+    <!-- end of grid status -->
+
+in that file (FILE as given on the command line), so that the README shows the file as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import textwrap
+from pathlib import Path
+
+from cbam_tutorial.comparison import mean_interval
+from cbam_tutorial.grids import expand_grid
+from cbam_tutorial.ledger import read_records
+
+END_MARKER = "<!-- end of grid status -->"
+
+
+def accuracies(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
+    """{configuration: {seed: accuracy in %}} for `metric` ("val" or "test")."""
+    table: dict[str, dict[int, float]] = {}
+    for record in records:
+        table.setdefault(record["configuration"]["name"], {})[record["seed"]] = 100 * record[metric]["accuracy"]
+    return table
+
+
+def status(records: list[dict], grid: str, seeds: int) -> str:
+    planned = expand_grid(grid, seeds)
+    order = list(dict.fromkeys(config.name for config, _ in planned))
+    val, test = accuracies(records, "val"), accuracies(records, "test")
+    seen = sorted({record["seed"] for record in records})
+    complete = [s for s in seen if all(s in val.get(name, {}) for name in order)]
+    started = [s for s in seen if s not in complete]
+    dates = sorted(record["provenance"]["date"][:10] for record in records)
+    head = (f"**Runs in the file: {len(records)} of {len(planned)}** (written {dates[0]} to {dates[-1]}; "
+            f"seeds complete: {', '.join(map(str, complete)) or 'none'}"
+            + (f"; begun: {', '.join(map(str, started))}" if started else "") + ").")
+    lines = [textwrap.fill(head, 92), "Validation / test accuracy (%) of each run:", "",
+             "| configuration | " + " | ".join(f"seed {s}" for s in seen) + " |",
+             "|---|" + "---|" * len(seen)]
+    for name in (n for n in order if n in val):
+        cells = [f"{val[name][s]:.2f} / {test[name][s]:.2f}" if s in val[name] else "" for s in seen]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    baseline = val.get("baseline", {})
+    if len(baseline) < 2:
+        lines.append(textwrap.fill(
+            "One seed of the baseline gives no interval, so there is no table of means and differences "
+            "yet: a configuration's interval needs at least two seeds, and its paired difference the same "
+            "seeds of the baseline.", 92))
+        return "\n".join(lines)
+    lines += [textwrap.fill("Validation accuracy over the seeds run so far, and the paired difference to "
+                            "the baseline over the seeds both have; 95% t-intervals:", 92), "",
+              "| configuration | seeds | mean | sd | 95% interval | vs baseline | 95% interval | half-width |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name in (n for n in order if len(val.get(n, {})) >= 2):
+        scores = val[name]
+        mean, sd, half = mean_interval(scores.values())
+        row = f"| {name} | {len(scores)} | {mean:.2f} | {sd:.2f} | {mean - half:.2f} to {mean + half:.2f} |"
+        shared = sorted(set(scores) & set(baseline))
+        if name == "baseline":
+            row += " reference | | |"
+        elif len(shared) >= 2:
+            diff, _, diff_half = mean_interval(scores[s] - baseline[s] for s in shared)
+            row += f" {diff:+.2f} | {diff - diff_half:+.2f} to {diff + diff_half:+.2f} | {diff_half:.2f} |"
+        else:
+            row += " | | |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def replace_block(readme: Path, results: str, text: str) -> None:
+    start_marker = f"<!-- grid status: {results} -->"
+    content = readme.read_text()
+    if content.count(start_marker) != 1 or END_MARKER not in content.split(start_marker, 1)[1]:
+        raise SystemExit(f"{readme} needs one line {start_marker!r} followed later by {END_MARKER!r}")
+    before, rest = content.split(start_marker, 1)
+    after = rest.split(END_MARKER, 1)[1]
+    readme.write_text(f"{before}{start_marker}\n{text}\n{END_MARKER}{after}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", help="the grid's JSON-lines results file")
+    parser.add_argument("--grid", required=True, help="the grid's name, as given to ablate --grid")
+    parser.add_argument("--seeds", type=int, required=True, help="the seeds the grid will have")
+    parser.add_argument("--readme", type=Path, help="write the status into this file's marked block")
+    args = parser.parse_args()
+    text = status(read_records(Path(args.results)), args.grid, args.seeds)
+    if args.readme:
+        replace_block(args.readme, args.results, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
