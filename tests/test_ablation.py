@@ -190,6 +190,26 @@ def test_a_real_record_keeps_training_settings_and_grid_configuration(monkeypatc
     assert summarize([record]).loc["cam avg", "accuracy %"] == 60.0
 
 
+def test_a_grid_run_asks_for_no_bar_and_logs_its_cost_where_the_settings_say(monkeypatch, tmp_path):
+    import cbam_tutorial.train as engine
+    from cbam_tutorial.settings import configure, reset_settings
+
+    asked = {}
+
+    def fake_train(**kwargs):
+        asked.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(engine, "train", fake_train)
+    configure(train_log=tmp_path / "cost.jsonl", progress=True)
+    try:
+        with pytest.raises(RuntimeError, match="stop here"):
+            runner._train_one(GRIDS["pooling"][0], 0, "quick", None, {})
+    finally:
+        reset_settings()
+    assert asked["progress"] is False and asked["cost_log"] == tmp_path / "cost.jsonl"
+
+
 def test_verdicts_and_grid_filter_by_hand():
     from cbam_tutorial.comparison import verdicts
     from cbam_tutorial.grids import grid_records
