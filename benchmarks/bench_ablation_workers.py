@@ -12,19 +12,19 @@ Use a grid whose run count is a multiple of 2 so that no worker idles at the end
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from cbam_tutorial.grids import expand_grid
+from cbam_tutorial.ledger import read_records
 from cbam_tutorial.runner import run_grid
 
 
 def _median_epoch_seconds(results_file: Path) -> float:
-    records = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
-    return statistics.median(epoch["epoch_seconds"] for record in records for epoch in record["history"])
+    return statistics.median(epoch["epoch_seconds"] for record in read_records(results_file)
+                             for epoch in record["history"])
 
 
 def main() -> None:
