@@ -24,7 +24,7 @@ from cbam_tutorial.data import MEAN, STD, load_cifar10
 from cbam_tutorial.loader import TensorLoader
 from cbam_tutorial.models import build_model
 from cbam_tutorial.loop import autocast
-from cbam_tutorial.train import choose_precision
+from cbam_tutorial.devices import choose_precision
 
 
 class PILDataset(Dataset):

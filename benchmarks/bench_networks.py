@@ -28,7 +28,7 @@ from cbam_tutorial.allocator import keep_freed_memory
 from cbam_tutorial.fused import load_extension
 from cbam_tutorial.cost import GPU_PEAK_FLOPS, count_flops, gpu_seconds_estimate, run_flops
 from cbam_tutorial.models import build_model
-from cbam_tutorial.train import PROFILES
+from cbam_tutorial.profiles import PROFILES
 
 NETWORKS = {"resnet20": 256, "fastnet": 512}
 ATTENTIONS = (None, "se", "cbam")

@@ -9,12 +9,13 @@ from pathlib import Path
 from .allocator import keep_freed_memory
 from .attention import ARRANGEMENTS, CHANNEL_POOLINGS, SPATIAL_POOLINGS
 from .data import DataError, load_cifar10
+from .devices import PRECISIONS
 from .ledger import LedgerBusy
 from .models import MODEL_NAMES
+from .profiles import PROFILES
 from .runner import GridFailures
 from .settings import current_settings
 from .storage import StorageError, ensure_writable_file
-from .train import PRECISIONS, PROFILES
 
 
 def _attention_options(args) -> dict:

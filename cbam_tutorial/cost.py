@@ -68,7 +68,7 @@ VALIDATION_IMAGES = 5_000
 
 
 def run_flops(forward_flops_per_image: float, profile) -> float:
-    """FLOPs of one training run under `profile` (a train.Profile).
+    """FLOPs of one training run under `profile` (a profiles.Profile).
 
     A training step costs about three forward passes (forward, and a backward that costs
     two); every evaluation runs the profile's test-time augmentation (TTA_VIEWS forward

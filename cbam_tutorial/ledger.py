@@ -49,7 +49,7 @@ class Ledger:
 
 def outcome_settings(config: dict, data_copy: dict | None) -> dict:
     """The settings that decide a run's outcome, from train()'s `config` and its data copy."""
-    from .train import Profile
+    from .profiles import Profile
 
     profile = {f.name: f.default for f in dataclasses.fields(Profile) if f.default is not dataclasses.MISSING}
     profile.update(config.get("profile") or {})

@@ -83,7 +83,8 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
     profiles or training-set sizes, and a summary must not mix them. Raises GridFailures
     after the grid if any run failed.
     """
-    from .train import PROFILES, choose_device
+    from .devices import choose_device
+    from .profiles import PROFILES
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(map(repr, PROFILES))}")

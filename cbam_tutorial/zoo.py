@@ -17,9 +17,11 @@ from torch import nn
 
 from .allocator import keep_freed_memory
 from .data import data_root
+from .devices import choose_device
+from .profiles import choose_profile
 from .result import TrainingResult
 from .settings import current_settings
-from .train import choose_device, choose_profile, load_model, train
+from .train import load_model, train
 
 
 def checkpoint_dir(attention: str | None, profile: str, model_name: str, seed: int,

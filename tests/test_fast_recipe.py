@@ -10,7 +10,8 @@ from cbam_test_models import synthetic_cifar10
 from cbam_tutorial.loader import TensorLoader
 from cbam_tutorial.loop import Lookahead, evaluate, shift, tta_logits
 from cbam_tutorial.models import FastNet, PatchWhitening, attention_modules, build_model
-from cbam_tutorial.train import PROFILES, parameter_groups, train
+from cbam_tutorial.profiles import PROFILES
+from cbam_tutorial.train import parameter_groups, train
 
 
 def test_fastnet_shapes_and_which_stages_carry_attention():

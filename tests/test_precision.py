@@ -5,9 +5,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import cbam_tutorial.train as engine
+import cbam_tutorial.profiles as profiles
 from cbam_test_models import synthetic_cifar10
-from cbam_tutorial.train import choose_device, choose_precision, choose_profile, train
+from cbam_tutorial.devices import choose_device, choose_precision
+from cbam_tutorial.profiles import choose_profile
+from cbam_tutorial.train import train
 
 # name, compute capability: what torch.cuda.get_device_properties reports for each card
 GPUS = {"Tesla T4": (7, 5), "NVIDIA A100-SXM4-40GB": (8, 0), "NVIDIA H100 80GB HBM3": (9, 0)}
@@ -26,7 +28,7 @@ def pretend_gpu(monkeypatch, name):
 
 
 def test_precision_and_profile_on_t4_a100_h100(monkeypatch):
-    monkeypatch.delenv(engine.PROFILE_ENV, raising=False)
+    monkeypatch.delenv(profiles.PROFILE_ENV, raising=False)
     table = []
     for name in GPUS:
         pretend_gpu(monkeypatch, name)

@@ -15,10 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "cbam_tutorial"
 
 LAYERS = {
-    0: {"settings", "storage", "paper", "result", "allocator", "viz"},
+    0: {"settings", "storage", "paper", "result", "allocator", "viz", "devices"},
     1: {"fused", "attention", "__init__"},
     2: {"models", "data", "provenance"},
-    3: {"images", "loader", "loop", "cost", "gradcam", "attention_maps", "faithfulness", "exercises"},
+    3: {"images", "loader", "loop", "cost", "gradcam", "attention_maps", "faithfulness", "exercises",
+        "profiles"},
     4: {"train"},
     5: {"grids", "comparison", "ledger", "runner", "cluster", "zoo", "compact"},
     6: {"book", "book.notebook", "book.links", "book.reference", "book.assignments", "book.report",

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import cbam_tutorial.profiles as profiles
 import cbam_tutorial.train as engine
-from cbam_tutorial.settings import reset_settings
 from cbam_tutorial.data import load_cifar10
-from cbam_tutorial.train import (PROFILES, choose_device, choose_precision, choose_profile, load_model,
-                                 one_cycle_lr, parameter_groups, train)
+from cbam_tutorial.devices import choose_device, choose_precision
+from cbam_tutorial.loop import one_cycle_lr
+from cbam_tutorial.profiles import PROFILES, choose_profile
+from cbam_tutorial.settings import reset_settings
+from cbam_tutorial.train import load_model, parameter_groups, train
 from cbam_tutorial.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,15 +126,15 @@ def test_recipe_pieces():
 
 
 def test_profile_choice(monkeypatch):
-    monkeypatch.delenv(engine.PROFILE_ENV, raising=False)
+    monkeypatch.delenv(profiles.PROFILE_ENV, raising=False)
     assert choose_profile(None, torch.device("cpu")).name == "quick"
     assert choose_profile(None, torch.device("cuda")).name == "gpu"
-    monkeypatch.setenv(engine.PROFILE_ENV, "cpu")
+    monkeypatch.setenv(profiles.PROFILE_ENV, "cpu")
     assert choose_profile(None, torch.device("cpu")).name == "quick"  # the settings were read once
     reset_settings()
     assert choose_profile(None, torch.device("cpu")).name == "cpu"
     assert choose_profile("quick", torch.device("cpu")).name == "quick"
-    monkeypatch.setenv(engine.PROFILE_ENV, "huge")
+    monkeypatch.setenv(profiles.PROFILE_ENV, "huge")
     reset_settings()
     with pytest.raises(ValueError, match=r"unknown profile 'huge' \(from \$CBAM_TUTORIAL_PROFILE\); choose one of"):
         choose_profile(None, torch.device("cpu"))

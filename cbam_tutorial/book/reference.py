@@ -104,7 +104,7 @@ def reference_model(attention: str | None, device: str = "cpu") -> BookModel:
 def reference_or_trained_model(attention: str | None, data=None, device: str | None = None) -> BookModel:
     """The reference model if this checkout has it; otherwise one trained here with the
     device's default profile (zoo.trained_model: trained once, then read from its checkpoint)."""
-    from ..train import choose_device
+    from ..devices import choose_device
     from ..zoo import trained_model
 
     try:

@@ -159,7 +159,8 @@ class AblationLab:
     """
 
     def __init__(self, data=None, profile: str | None = None, model_name: str = "resnet20", **overrides) -> None:
-        from ..train import PROFILES, choose_device, choose_profile
+        from ..devices import choose_device
+        from ..profiles import PROFILES, choose_profile
 
         w = _widgets()
         self.data, self.model_name = data, model_name
