@@ -4,10 +4,11 @@
     python benchmarks/grid_status.py results/ablation-all-cpu-15ep.jsonl --grid all --seeds 5 \
         --readme results/README.md
 
-Prints how many of the grid's runs the file holds, every run's validation / test accuracy
-by seed, and, once the baseline has two seeds, each configuration's mean, standard
-deviation and 95% interval with the paired difference to the baseline (same seeds) and its
-half-width. With --readme it replaces the text between the two marker lines
+Prints how many of the grid's runs the file holds, every run's validation accuracy by seed,
+and, once the baseline has two seeds, each configuration's mean, standard deviation and 95%
+interval with the paired difference to the baseline (same seeds) and its half-width; the
+same for the test accuracy of the headline comparison (baseline, SE, CBAM) only, since the
+test set is kept for that comparison and no choice is made on it. With --readme it replaces the text between the two marker lines
 
     <!-- grid status: FILE -->
     <!-- end of grid status -->
@@ -21,7 +22,7 @@ import textwrap
 from pathlib import Path
 
 from cbam_tutorial.comparison import mean_interval
-from cbam_tutorial.grids import expand_grid
+from cbam_tutorial.grids import GRIDS, expand_grid
 from cbam_tutorial.ledger import read_records
 
 END_MARKER = "<!-- end of grid status -->"
@@ -35,9 +36,45 @@ def accuracies(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
     return table
 
 
+def interval_table(scores: dict[str, dict[int, float]], names: list[str], split: str) -> list[str]:
+    """Markdown rows: mean, sd and 95% interval of each name with two seeds or more, and the
+    paired difference to the baseline over the seeds both have, with its half-width."""
+    baseline = scores.get("baseline", {})
+    lines = [textwrap.fill(f"{split} accuracy (%) over the seeds run so far, and the paired difference "
+                           "to the baseline over the seeds both have; 95% t-intervals:", 92), "",
+             "| configuration | seeds | mean | sd | 95% interval | vs baseline | 95% interval | half-width |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in (n for n in names if len(scores.get(n, {})) >= 2):
+        by_seed = scores[name]
+        mean, sd, half = mean_interval(by_seed.values())
+        row = f"| {name} | {len(by_seed)} | {mean:.2f} | {sd:.2f} | {mean - half:.2f} to {mean + half:.2f} |"
+        shared = sorted(set(by_seed) & set(baseline))
+        if name == "baseline":
+            row += " reference | | |"
+        elif len(shared) >= 2:
+            diff, _, diff_half = mean_interval(by_seed[s] - baseline[s] for s in shared)
+            row += f" {diff:+.2f} | {diff - diff_half:+.2f} to {diff + diff_half:+.2f} | {diff_half:.2f} |"
+        else:
+            row += " | | |"
+        lines.append(row)
+    return lines
+
+
+def by_seed_table(scores: dict[str, dict[int, float]], names: list[str], seeds: list[int]) -> list[str]:
+    """Markdown rows: one per name, one column per seed."""
+    lines = ["| configuration | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for name in (n for n in names if n in scores):
+        lines.append(f"| {name} | " + " | ".join(f"{scores[name][s]:.2f}" if s in scores[name] else ""
+                                                 for s in seeds) + " |")
+    return lines
+
+
 def status(records: list[dict], grid: str, seeds: int) -> str:
+    """The grid's progress; validation accuracy for every configuration, and test accuracy for
+    the headline comparison only (baseline, SE, CBAM), the one the test set is kept for."""
     planned = expand_grid(grid, seeds)
     order = list(dict.fromkeys(config.name for config, _ in planned))
+    headline = [config.name for config in GRIDS["headline"] if config.name in order]
     val, test = accuracies(records, "val"), accuracies(records, "test")
     seen = sorted({record["seed"] for record in records})
     complete = [s for s in seen if all(s in val.get(name, {}) for name in order)]
@@ -46,37 +83,20 @@ def status(records: list[dict], grid: str, seeds: int) -> str:
     head = (f"**Runs in the file: {len(records)} of {len(planned)}** (written {dates[0]} to {dates[-1]}; "
             f"seeds complete: {', '.join(map(str, complete)) or 'none'}"
             + (f"; begun: {', '.join(map(str, started))}" if started else "") + ").")
-    lines = [textwrap.fill(head, 92), "Validation / test accuracy (%) of each run:", "",
-             "| configuration | " + " | ".join(f"seed {s}" for s in seen) + " |",
-             "|---|" + "---|" * len(seen)]
-    for name in (n for n in order if n in val):
-        cells = [f"{val[name][s]:.2f} / {test[name][s]:.2f}" if s in val[name] else "" for s in seen]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("")
-    baseline = val.get("baseline", {})
-    if len(baseline) < 2:
+    lines = [textwrap.fill(head, 92), "Validation accuracy (%) of each run:", "",
+             *by_seed_table(val, order, seen), ""]
+    if len(val.get("baseline", {})) < 2:
         lines.append(textwrap.fill(
             "One seed of the baseline gives no interval, so there is no table of means and differences "
             "yet: a configuration's interval needs at least two seeds, and its paired difference the same "
             "seeds of the baseline.", 92))
-        return "\n".join(lines)
-    lines += [textwrap.fill("Validation accuracy over the seeds run so far, and the paired difference to "
-                            "the baseline over the seeds both have; 95% t-intervals:", 92), "",
-              "| configuration | seeds | mean | sd | 95% interval | vs baseline | 95% interval | half-width |",
-              "|---|---|---|---|---|---|---|---|"]
-    for name in (n for n in order if len(val.get(n, {})) >= 2):
-        scores = val[name]
-        mean, sd, half = mean_interval(scores.values())
-        row = f"| {name} | {len(scores)} | {mean:.2f} | {sd:.2f} | {mean - half:.2f} to {mean + half:.2f} |"
-        shared = sorted(set(scores) & set(baseline))
-        if name == "baseline":
-            row += " reference | | |"
-        elif len(shared) >= 2:
-            diff, _, diff_half = mean_interval(scores[s] - baseline[s] for s in shared)
-            row += f" {diff:+.2f} | {diff - diff_half:+.2f} to {diff + diff_half:+.2f} | {diff_half:.2f} |"
-        else:
-            row += " | | |"
-        lines.append(row)
+    else:
+        lines += interval_table(val, order, "Validation")
+    if headline:
+        lines += ["", "Test accuracy (%) of the headline comparison, the only one the test set is "
+                  "reported for:", "", *by_seed_table(test, headline, seen)]
+        if len(test.get("baseline", {})) >= 2:
+            lines += ["", *interval_table(test, headline, "Test")]
     return "\n".join(lines)
 
 
