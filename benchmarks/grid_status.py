@@ -8,7 +8,8 @@ Prints how many of the grid's runs the file holds, every run's validation accura
 and, once the baseline has two seeds, each configuration's mean, standard deviation and 95%
 interval with the paired difference to the baseline (same seeds) and its half-width; the
 same for the test accuracy of the headline comparison (baseline, SE, CBAM) only, since the
-test set is kept for that comparison and no choice is made on it. With --readme it replaces the text between the two marker lines
+test set is kept for that comparison and no choice is made on it. With --readme it replaces
+the text between the two marker lines
 
     <!-- grid status: FILE -->
     <!-- end of grid status -->
@@ -21,7 +22,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from cbam_tutorial.comparison import mean_interval
+from cbam_tutorial.comparison import summarize
 from cbam_tutorial.grids import GRIDS, expand_grid
 from cbam_tutorial.ledger import read_records
 
@@ -36,27 +37,27 @@ def accuracies(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
     return table
 
 
-def interval_table(scores: dict[str, dict[int, float]], names: list[str], split: str) -> list[str]:
-    """Markdown rows: mean, sd and 95% interval of each name with two seeds or more, and the
-    paired difference to the baseline over the seeds both have, with its half-width."""
-    baseline = scores.get("baseline", {})
+def interval_table(records: list[dict], names: list[str], metric: str) -> list[str]:
+    """Markdown rows from comparison.summarize: mean, sd and 95% interval of each name with two
+    seeds or more, and the paired difference to the baseline over two or more shared seeds."""
+    summary = summarize([r for r in records if r["configuration"]["name"] in names], metric)
+    split = {"val": "Validation", "test": "Test"}[metric]
     lines = [textwrap.fill(f"{split} accuracy (%) over the seeds run so far, and the paired difference "
                            "to the baseline over the seeds both have; 95% t-intervals:", 92), "",
              "| configuration | seeds | mean | sd | 95% interval | vs baseline | 95% interval | half-width |",
              "|---|---|---|---|---|---|---|---|"]
-    for name in (n for n in names if len(scores.get(n, {})) >= 2):
-        by_seed = scores[name]
-        mean, sd, half = mean_interval(by_seed.values())
-        row = f"| {name} | {len(by_seed)} | {mean:.2f} | {sd:.2f} | {mean - half:.2f} to {mean + half:.2f} |"
-        shared = sorted(set(by_seed) & set(baseline))
+    for name in (n for n in names if n in summary.index and summary.at[n, "runs"] >= 2):
+        row = summary.loc[name]
+        line = (f"| {name} | {row['runs']:.0f} | {row['accuracy %']:.2f} | {row['sd']:.2f} | "
+                f"{row['95% CI low']:.2f} to {row['95% CI high']:.2f} |")
         if name == "baseline":
-            row += " reference | | |"
-        elif len(shared) >= 2:
-            diff, _, diff_half = mean_interval(by_seed[s] - baseline[s] for s in shared)
-            row += f" {diff:+.2f} | {diff - diff_half:+.2f} to {diff + diff_half:+.2f} | {diff_half:.2f} |"
+            line += " reference | | |"
+        elif row["paired seeds"] >= 2:
+            low, high = row["vs baseline CI low"], row["vs baseline CI high"]
+            line += f" {row['vs baseline']:+.2f} | {low:+.2f} to {high:+.2f} | {(high - low) / 2:.2f} |"
         else:
-            row += " | | |"
-        lines.append(row)
+            line += " | | |"
+        lines.append(line)
     return lines
 
 
@@ -91,12 +92,12 @@ def status(records: list[dict], grid: str, seeds: int) -> str:
             "yet: a configuration's interval needs at least two seeds, and its paired difference the same "
             "seeds of the baseline.", 92))
     else:
-        lines += interval_table(val, order, "Validation")
+        lines += interval_table(records, order, "val")
     if headline:
         lines += ["", "Test accuracy (%) of the headline comparison, the only one the test set is "
                   "reported for:", "", *by_seed_table(test, headline, seen)]
         if len(test.get("baseline", {})) >= 2:
-            lines += ["", *interval_table(test, headline, "Test")]
+            lines += ["", *interval_table(records, headline, "test")]
     return "\n".join(lines)
 
 
