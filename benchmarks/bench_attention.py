@@ -1,12 +1,15 @@
 """CPU cost of CBAM: the module against timm's, and inside a ResNet-20 training step.
 
     python benchmarks/bench_attention.py [--threads 2] [--batch 256] [--repeats 10]
+                                          [--sections modules arrangements resnet]
 
 Prints, side by side in one run:
 1. forward + backward of one CBAM module (this package's, fused and plain, and timm's
    CbamModule with the same weights) on channels_last tensors of shape 128x64x32x32 and
    128x256x8x8, in float32 and under bfloat16 autocast;
-2. one training step (forward, backward, SGD update) of ResNet-20 with and without CBAM,
+2. forward + backward of one CBAM module in each of the three arrangements, fused and
+   plain, on the same shapes and precisions;
+3. one training step (forward, backward, SGD update) of ResNet-20 with and without CBAM,
    batch 256, channels_last, in float32 and under bfloat16 autocast, and CBAM's overhead.
 Figures are medians over repeats after warm-up: milliseconds per call.
 """
@@ -83,6 +86,24 @@ def bench_modules(repeats: int) -> None:
                   f"{plain_ms:8.2f} {timm_ms:8.2f} {timm_ms / fused_ms:9.2f}x")
 
 
+def bench_arrangements(repeats: int) -> None:
+    print("\n2. One CBAM module in each arrangement, forward + backward, channels_last (ms, median)")
+    print(f"{'shape':>18} {'precision':>9} {'arrangement':>16} {'fused':>8} {'plain':>8} {'plain/fused':>11}")
+    for shape in ((128, 64, 32, 32), (128, 256, 8, 8)):
+        for precision in ("fp32", "bf16"):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            x = torch.randn(shape, dtype=dtype).to(memory_format=torch.channels_last).requires_grad_()
+            for arrangement in ("channel-spatial", "spatial-channel", "parallel"):
+                torch.manual_seed(0)
+                fused = CBAM(shape[1], arrangement=arrangement)
+                plain = CBAM(shape[1], arrangement=arrangement, fused=False)
+                plain.load_state_dict(fused.state_dict())
+                fused_ms = median_ms(module_step(fused, x, precision), repeats)
+                plain_ms = median_ms(module_step(plain, x, precision), repeats)
+                print(f"{'x'.join(map(str, shape)):>18} {precision:>9} {arrangement:>16} {fused_ms:8.2f} "
+                      f"{plain_ms:8.2f} {plain_ms / fused_ms:10.2f}x")
+
+
 def training_step(model: nn.Module, batch: int, precision: str):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     images = torch.randn(batch, 3, 32, 32).to(memory_format=torch.channels_last)
@@ -101,7 +122,7 @@ def training_step(model: nn.Module, batch: int, precision: str):
 def bench_resnet(batch: int, repeats: int) -> dict:
     """Median step time of baseline, fused CBAM and plain CBAM, timed in turn (interleaved)
     so that drifts of the machine's speed hit all three alike."""
-    print(f"\n2. ResNet-20 training step, batch {batch}, channels_last (ms, median of {repeats}, interleaved)")
+    print(f"\n3. ResNet-20 training step, batch {batch}, channels_last (ms, median of {repeats}, interleaved)")
     print(f"{'precision':>9} {'baseline':>9} {'cbam fused':>11} {'overhead':>9} "
           f"{'cbam plain':>11} {'overhead':>9}")
     results = {}
@@ -129,6 +150,8 @@ def main() -> None:
     parser.add_argument("--default-allocator", action="store_true",
                         help="leave glibc's malloc as it is (by default the benchmark, like the "
                              "training engine, keeps freed memory in the process)")
+    parser.add_argument("--sections", nargs="+", default=["modules", "arrangements", "resnet"],
+                        choices=["modules", "arrangements", "resnet"], help="what to measure (default all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     kept = False if args.default_allocator else keep_freed_memory()
@@ -136,8 +159,12 @@ def main() -> None:
         raise SystemExit("the fused kernels did not compile; see the warning above")
     print(f"torch {torch.__version__}, {args.threads} threads, "
           f"freed memory kept in the process: {kept}")
-    bench_modules(args.repeats)
-    bench_resnet(args.batch, args.repeats)
+    if "modules" in args.sections:
+        bench_modules(args.repeats)
+    if "arrangements" in args.sections:
+        bench_arrangements(args.repeats)
+    if "resnet" in args.sections:
+        bench_resnet(args.batch, args.repeats)
 
 
 if __name__ == "__main__":

@@ -232,10 +232,10 @@ class CBAM(_RecordsAttention):
         channels, reduction, channel_pooling, mlp_bias, hidden_rounding: see ChannelAttention.
         kernel_size, spatial_pooling, batch_norm, map_order: see SpatialAttention.
         arrangement: "channel-spatial", "spatial-channel" or "parallel".
-        fused: use the fused CPU kernels (cbam_tutorial.fused) when they apply: arrangement
-            "channel-spatial", avg+max pooling in both gates, a channels_last float32 or
-            bfloat16 tensor on the CPU. They compute the same function with fewer passes
-            over memory; everywhere else, or with fused=False, the plain code below runs.
+        fused: use the fused CPU kernels (cbam_tutorial.fused) when they apply: avg+max
+            pooling in both gates, a channels_last float32 or bfloat16 tensor on the CPU
+            (any arrangement). They compute the same function with fewer passes over
+            memory; everywhere else, or with fused=False, the plain code below runs.
 
     Shapes: x (B, C, H, W) -> out (B, C, H, W); weights["channel"] (B, C, 1, 1) and
     weights["spatial"] (B, 1, H, W).
@@ -277,11 +277,11 @@ class CBAM(_RecordsAttention):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         check_feature_map(x, self.channels)
-        if self.fused and self.arrangement == "channel-spatial":
-            from .fused import fused_channel_spatial, fused_applies
+        if self.fused:
+            from .fused import fused_applies, fused_cbam
 
             if fused_applies(self, x):
-                out, channel, spatial = fused_channel_spatial(self, x)
+                out, channel, spatial = fused_cbam(self, x)
                 return self._finish(out, {"channel": channel, "spatial": spatial}, return_attention)
         if self.arrangement == "channel-spatial":
             channel = self._channel_weights(x)

@@ -1,4 +1,4 @@
-"""Fused CPU path for CBAM (channel-spatial arrangement, avg+max pooling in both gates).
+"""Fused CPU path for CBAM (avg+max pooling in both gates, any of the three arrangements).
 
 Why it exists: on a CPU, CBAM's cost is memory traffic, not arithmetic. Written plainly
 (as in attention.py), the block makes a dozen passes over a (B, C, H, W) tensor in the
@@ -105,27 +105,54 @@ def _spatial_gate(spatial_attention, maps: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(spatial_attention.norm(out))
 
 
+def _ones(batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    """A gate that lets everything through: (batch, size) float32 ones on x's device."""
+    return torch.ones(batch, size, dtype=torch.float32, device=like.device)
+
+
+def _channel_gate_from(module, avg, mx, build_graph: bool):
+    """The MLP on the pooled descriptors: avg, max (B, C) -> (descriptors (B, 2, C), gate (B, C))."""
+    with torch.set_grad_enabled(build_graph), torch.autocast(avg.device.type, enabled=False):
+        descriptors = torch.stack([avg, mx], dim=1).requires_grad_(build_graph)
+        return descriptors, module.channel_attention.gate(descriptors)
+
+
+def _spatial_gate_from(module, smax, smean, shape, build_graph: bool):
+    """The k x k gate on the pooled maps: (B, H*W) each -> (maps (B, 2, H, W), gate (B, 1, H, W))."""
+    batch, height, width = shape
+    with torch.set_grad_enabled(build_graph), torch.autocast(smax.device.type, enabled=False):
+        maps = torch.stack(_ordered(module, smax, smean), dim=1)
+        maps = maps.view(batch, 2, height, width).requires_grad_(build_graph)
+        return maps, _spatial_gate(module.spatial_attention, maps)
+
+
 def _forward(ext, module, x: torch.Tensor, build_graph: bool):
     """Pooling and gating through the kernels; the small gates through their modules.
 
-    Returns out (B, C, H, W), the graph pieces and the argmax indices for the backward.
+    The gate computed second pools x as the first gate refined it (channel-spatial: the
+    spatial maps of x * M_c; spatial-channel: the channel descriptors of x * M_s), or x
+    itself (parallel). Returns out (B, C, H, W), the graph pieces
+    (descriptors, channel gate, maps, spatial gate) and the argmax indices for the backward.
     """
     batch, channels, height, width = x.shape
-    avg, mx, argmax_c = ext.channel_pool(x)
-    with torch.set_grad_enabled(build_graph), torch.autocast(x.device.type, enabled=False):
-        descriptors = torch.stack([avg, mx], dim=1).requires_grad_(build_graph)  # (B, 2, C)
-        channel = module.channel_attention.gate(descriptors)  # (B, C)
-    smax, smean, argmax_s = ext.spatial_pool(x, channel.detach())
-    with torch.set_grad_enabled(build_graph), torch.autocast(x.device.type, enabled=False):
-        maps = torch.stack(_ordered(module, smax, smean), dim=1)
-        maps = maps.view(batch, 2, height, width).requires_grad_(build_graph)
-        spatial = _spatial_gate(module.spatial_attention, maps)  # (B, 1, H, W)
+    shape = (batch, height, width)
+    if module.arrangement == "spatial-channel":
+        smax, smean, argmax_s = ext.spatial_pool(x, _ones(batch, channels, x))
+        maps, spatial = _spatial_gate_from(module, smax, smean, shape, build_graph)
+        avg, mx, argmax_c = ext.channel_pool(x, spatial.detach().view(batch, -1))
+        descriptors, channel = _channel_gate_from(module, avg, mx, build_graph)
+    else:
+        avg, mx, argmax_c = ext.channel_pool(x, _ones(batch, height * width, x))
+        descriptors, channel = _channel_gate_from(module, avg, mx, build_graph)
+        seen_through = channel.detach() if module.arrangement == "channel-spatial" else _ones(batch, channels, x)
+        smax, smean, argmax_s = ext.spatial_pool(x, seen_through)
+        maps, spatial = _spatial_gate_from(module, smax, smean, shape, build_graph)
     out = ext.apply_gates(x, channel.detach(), spatial.detach().view(batch, -1))
     return out, (descriptors, channel, maps, spatial), (argmax_c, argmax_s)
 
 
-class _ChannelSpatialGate(torch.autograd.Function):
-    """out = F' * M_s(F') with F' = F * M_c(F); hand-written backward over the big tensor."""
+class _FusedGates(torch.autograd.Function):
+    """CBAM's output in any arrangement; hand-written backward over the big tensor."""
 
     @staticmethod
     def forward(ctx, x, module, n_channel_params, *params):
@@ -145,36 +172,46 @@ class _ChannelSpatialGate(torch.autograd.Function):
         ext = load_extension()
         x, argmax_c, argmax_s = ctx.saved_tensors
         descriptors, channel, maps, spatial = ctx.graph
+        arrangement = ctx.module.arrangement
         batch, channels, height, width = x.shape
         g = grad_out.to(x.dtype).contiguous(memory_format=torch.channels_last)
         channel_flat = channel.detach()
         spatial_flat = spatial.detach().view(batch, -1)
 
-        grad_spatial, grad_channel_out = ext.backward_gates(g, x, channel_flat, spatial_flat)
-        spatial_grads = torch.autograd.grad(
-            spatial, (maps, *ctx.spatial_params), grad_spatial.view_as(spatial), allow_unused=True
-        )
-        first, second = spatial_grads[0].flatten(2).unbind(dim=1)
-        grad_smax, grad_smean = _ordered(ctx.module, first, second)
-        grad_smean = (grad_smean / channels).contiguous()
-        grad_smax = grad_smax.contiguous()
+        def through_channel_gate(grad_channel):
+            grads = torch.autograd.grad(channel, (descriptors, *ctx.channel_params), grad_channel,
+                                        allow_unused=True)
+            grad_avg, grad_cmax = grads[0].unbind(dim=1)
+            return (grad_avg / (height * width)).contiguous(), grad_cmax.contiguous(), grads[1:]
 
-        grad_channel = grad_channel_out + ext.backward_channel_through_maps(
-            x, grad_smean, grad_smax, argmax_s
-        )
-        channel_grads = torch.autograd.grad(
-            channel, (descriptors, *ctx.channel_params), grad_channel, allow_unused=True
-        )
-        grad_avg, grad_cmax = channel_grads[0].unbind(dim=1)
-        grad_x = ext.backward_input(
-            g, channel_flat, spatial_flat, grad_smean, grad_smax, argmax_s,
-            (grad_avg / (height * width)).contiguous(), grad_cmax.contiguous(), argmax_c,
-        )
+        def through_spatial_gate(grad_spatial):
+            grads = torch.autograd.grad(spatial, (maps, *ctx.spatial_params), grad_spatial.view_as(spatial),
+                                        allow_unused=True)
+            first, second = grads[0].flatten(2).unbind(dim=1)
+            grad_smax, grad_smean = _ordered(ctx.module, first, second)
+            return (grad_smean / channels).contiguous(), grad_smax.contiguous(), grads[1:]
+
+        grad_spatial, grad_channel = ext.backward_gates(g, x, channel_flat, spatial_flat)
+        ones_c, ones_p = _ones(batch, channels, x), _ones(batch, height * width, x)
+        if arrangement == "spatial-channel":  # the channel gate saw x * M_s: its grads reach M_s
+            grad_avg, grad_cmax, channel_param_grads = through_channel_gate(grad_channel)
+            grad_spatial = grad_spatial + ext.backward_spatial_through_pools(x, grad_avg, grad_cmax, argmax_c)
+            grad_smean, grad_smax, spatial_param_grads = through_spatial_gate(grad_spatial)
+            map_gate, pool_gate = ones_c, spatial_flat
+        else:
+            grad_smean, grad_smax, spatial_param_grads = through_spatial_gate(grad_spatial)
+            if arrangement == "channel-spatial":  # the spatial gate saw x * M_c: its grads reach M_c
+                grad_channel = grad_channel + ext.backward_channel_through_maps(x, grad_smean, grad_smax, argmax_s)
+            grad_avg, grad_cmax, channel_param_grads = through_channel_gate(grad_channel)
+            map_gate = channel_flat if arrangement == "channel-spatial" else ones_c
+            pool_gate = ones_p
+        grad_x = ext.backward_input(g, channel_flat, spatial_flat, map_gate, grad_smean, grad_smax, argmax_s,
+                                    pool_gate, grad_avg, grad_cmax, argmax_c)
         del ctx.graph
-        return (grad_x, None, None, *channel_grads[1:], *spatial_grads[1:])
+        return (grad_x, None, None, *channel_param_grads, *spatial_param_grads)
 
 
-def fused_channel_spatial(module, x: torch.Tensor):
+def fused_cbam(module, x: torch.Tensor):
     """Run CBAM `module` on channels_last `x` (B, C, H, W) through the fused kernels.
 
     Returns (out (B, C, H, W), channel weights (B, C, 1, 1), spatial weights (B, 1, H, W)).
@@ -185,7 +222,7 @@ def fused_channel_spatial(module, x: torch.Tensor):
         x.requires_grad or bool(channel_params) or bool(spatial_params)
     )
     if needs_grad:
-        out, channel, spatial = _ChannelSpatialGate.apply(
+        out, channel, spatial = _FusedGates.apply(
             x, module, len(channel_params), *channel_params, *spatial_params
         )
     else:

@@ -20,11 +20,15 @@ def twins(channels: int, **options):
     return fused, plain
 
 
+ARRANGEMENTS = ["channel-spatial", "spatial-channel", "parallel"]
+
+
+@pytest.mark.parametrize("arrangement", ARRANGEMENTS)
 @pytest.mark.parametrize("channels, size", [(16, 32), (32, 5), (24, 7), (64, 8), (256, 4)])
 @pytest.mark.parametrize("options", [{}, {"map_order": "mean-max", "mlp_bias": False, "batch_norm": False},
                                      {"kernel_size": 3}], ids=["reference", "variant", "k3"])
-def test_fused_equals_plain_in_training(channels, size, options):
-    fused, plain = twins(channels, reduction=4, **options)
+def test_fused_equals_plain_in_training(channels, size, options, arrangement):
+    fused, plain = twins(channels, reduction=4, arrangement=arrangement, **options)
     x = torch.randn(3, channels, size, size + 1).to(memory_format=torch.channels_last)
     assert fused_applies(fused, x)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -35,23 +39,28 @@ def test_fused_equals_plain_in_training(channels, size, options):
     grad = torch.randn_like(out1)
     out1.backward(grad)
     out2.backward(grad)
-    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-5)
+    # float32 noise grows with the gradient's scale (sums over up to 256 channels, in
+    # another order on each path): both paths differ from a float64 run by about 1e-5 of it
+    scale = x2.grad.abs().max().item()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-5 * max(scale, 1.0))
     for (name, p1), p2 in zip(fused.named_parameters(), plain.parameters()):
         torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-4, msg=name)
     for b1, b2 in zip(fused.buffers(), plain.buffers()):
         torch.testing.assert_close(b1, b2)  # BatchNorm running statistics updated once
 
 
-def test_fused_equals_plain_in_eval_and_without_grad():
-    fused, plain = twins(32, reduction=8)
+@pytest.mark.parametrize("arrangement", ARRANGEMENTS)
+def test_fused_equals_plain_in_eval_and_without_grad(arrangement):
+    fused, plain = twins(32, reduction=8, arrangement=arrangement)
     fused.eval(), plain.eval()
     x = torch.randn(2, 32, 9, 9).to(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
-def test_fused_bfloat16_is_close_to_float32():
-    fused, plain = twins(32, reduction=8)
+@pytest.mark.parametrize("arrangement", ARRANGEMENTS)
+def test_fused_bfloat16_is_close_to_float32(arrangement):
+    fused, plain = twins(32, reduction=8, arrangement=arrangement)
     x = torch.randn(4, 32, 16, 16).to(memory_format=torch.channels_last)
     xb = x.to(torch.bfloat16).requires_grad_()
     out = fused(xb)
@@ -111,12 +120,14 @@ def kernel_inputs(channels: int, size: int, dtype, kernel_size: int = 7, seed: i
     argmax_s = torch.randint(0, channels, (batch, pixels), generator=generator, dtype=torch.int32)
     maps, weight = rand(batch, 2, size, size), rand(1, 2, kernel_size, kernel_size)
     return {
-        "channel_pool": (x,),
+        "channel_pool": (x, sa),
         "spatial_pool": (x, ca),
         "apply_gates": (x, ca, sa),
         "backward_gates": (g, x, ca, sa),
         "backward_channel_through_maps": (x, rand(batch, pixels), rand(batch, pixels), argmax_s),
-        "backward_input": (g, ca, sa, rand(batch, pixels), rand(batch, pixels), argmax_s,
+        "backward_spatial_through_pools": (x, rand(batch, channels), rand(batch, channels), argmax_c),
+        "backward_input": (g, ca, sa, torch.rand(batch, channels, generator=generator), rand(batch, pixels),
+                           rand(batch, pixels), argmax_s, torch.rand(batch, pixels, generator=generator),
                            rand(batch, channels), rand(batch, channels), argmax_c),
         "gate_conv_forward": (maps, weight),
         "gate_conv_backward": (rand(batch, 1, size, size), maps, weight),

@@ -1,4 +1,4 @@
-// Fused CPU kernels for CBAM's memory-bound part (channel-spatial arrangement, avg+max pooling).
+// Fused CPU kernels for CBAM's memory-bound part (avg+max pooling, any of the three arrangements).
 //
 // Every tensor of activations is channels_last, seen here as (B, P, C) with P = H * W and
 // C contiguous. Gates and pooled statistics are small float32 tensors: channel ones (B, C),
@@ -82,16 +82,19 @@ at::TensorOptions small_float(const at::Tensor& like) {
   return like.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
 }
 
-// Global average and max over P for every (b, c), and the position p of the max.
-std::vector<at::Tensor> channel_pool(const at::Tensor& x) {
+// Global average and max over P of x * sa for every (b, c), and the position p of the max
+// (sa: the spatial gate where the channel gate follows it, else ones).
+std::vector<at::Tensor> channel_pool(const at::Tensor& x, const at::Tensor& sa) {
   check_activation(x, "x");
   const int64_t B = x.size(0), C = x.size(1), P = x.size(2) * x.size(3);
   auto avg = at::empty({B, C}, small_float(x)), mx = at::empty({B, C}, small_float(x));
   auto arg = at::empty({B, C}, small_float(x).dtype(at::kInt));
+  auto sac = sa.contiguous();
   dispatch(x.scalar_type(), [&](auto tag) { with_channels(C, [&](auto fixed) {
     using scalar_t = decltype(tag);
     const int64_t C = fixed() > 0 ? fixed() : x.size(1);
     const scalar_t* __restrict xp = in_ptr<scalar_t>(x);
+    const float* sap = in_ptr<float>(sac);
     float* avgp = out_ptr<float>(avg);
     float* mxp = out_ptr<float>(mx);
     int32_t* argp = out_ptr<int32_t>(arg);
@@ -107,9 +110,10 @@ std::vector<at::Tensor> channel_pool(const at::Tensor& x) {
         std::fill(where, where + C, 0);
         for (int32_t p = 0; p < P; ++p) {
           const scalar_t* row = xp + (b * P + p) * C;
+          const float s = sap[b * P + p];
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
-            const float v = to_float(row[c]);
+            const float v = to_float(row[c]) * s;
             sum[c] += v;
             const bool larger = v > best[c];
             best[c] = larger ? v : best[c];
@@ -366,17 +370,60 @@ at::Tensor backward_channel_through_maps(const at::Tensor& x, const at::Tensor& 
   return grad_ca;
 }
 
+// Backward, a pass for the spatial-channel arrangement: the spatial gate's grad through the
+// channel pooling of x * sa, sum_c x * (grad_avg[c] + [p == argmax_c[c]] grad_max[c]);
+// grad_avg already divided by P.
+at::Tensor backward_spatial_through_pools(const at::Tensor& x, const at::Tensor& grad_avg,
+                                          const at::Tensor& grad_max, const at::Tensor& argmax_c) {
+  check_activation(x, "x");
+  const int64_t B = x.size(0), C = x.size(1), P = x.size(2) * x.size(3);
+  auto grad_sa = at::empty({B, P}, small_float(x));
+  auto gavg = grad_avg.contiguous(), gmax = grad_max.contiguous(), am = argmax_c.contiguous();
+  dispatch(x.scalar_type(), [&](auto tag) { with_channels(C, [&](auto fixed) {
+    using scalar_t = decltype(tag);
+    const int64_t C = fixed() > 0 ? fixed() : x.size(1);
+    const scalar_t* __restrict xp = in_ptr<scalar_t>(x);
+    const float* gavgp = in_ptr<float>(gavg);
+    const float* gmaxp = in_ptr<float>(gmax);
+    const int32_t* amp = in_ptr<int32_t>(am);
+    float* outp = out_ptr<float>(grad_sa);
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const float* __restrict weights = gavgp + b * C;
+        for (int64_t p = 0; p < P; ++p) {
+          const scalar_t* __restrict row = xp + (b * P + p) * C;
+          float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+          for (int64_t c = 0; c < C; ++c) dot += to_float(row[c]) * weights[c];
+          outp[b * P + p] = dot;
+        }
+        // each channel's maximum sits at one position: C scattered updates per image
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t p = amp[b * C + c];
+          outp[b * P + p] += to_float(xp[(b * P + p) * C + c]) * gmaxp[b * C + c];
+        }
+      }
+    });
+  }); });
+  return grad_sa;
+}
+
 // Backward, last pass: the gradient of the input, from the output and from all four poolings.
-// grad_x = ca * (g * sa + grad_mean + [c == argmax_s] grad_smax) + grad_avg + [p == argmax_c] grad_cmax
-// with grad_mean already divided by C and grad_avg by P.
+// grad_x = ca * g * sa + map_gate * (grad_mean + [c == argmax_s] grad_smax)
+//                      + pool_gate * (grad_avg + [p == argmax_c] grad_cmax)
+// with grad_mean already divided by C and grad_avg by P. map_gate (B, C) is what the spatial
+// pooling saw x through (ca in the channel-spatial arrangement, else ones); pool_gate (B, P)
+// is what the channel pooling saw it through (sa in the spatial-channel arrangement, else ones).
 at::Tensor backward_input(const at::Tensor& g, const at::Tensor& ca, const at::Tensor& sa,
-                          const at::Tensor& grad_mean, const at::Tensor& grad_smax,
-                          const at::Tensor& argmax_s, const at::Tensor& grad_avg,
+                          const at::Tensor& map_gate, const at::Tensor& grad_mean,
+                          const at::Tensor& grad_smax, const at::Tensor& argmax_s,
+                          const at::Tensor& pool_gate, const at::Tensor& grad_avg,
                           const at::Tensor& grad_cmax, const at::Tensor& argmax_c) {
   check_activation(g, "grad");
   const int64_t B = g.size(0), C = g.size(1), P = g.size(2) * g.size(3);
   auto grad_x = at::empty_like(g, at::MemoryFormat::ChannelsLast);
   auto cac = ca.contiguous(), sac = sa.contiguous(), gmean = grad_mean.contiguous();
+  auto mgc = map_gate.contiguous(), pgc = pool_gate.contiguous();
   auto gsmax = grad_smax.contiguous(), ams = argmax_s.contiguous();
   auto gavg = grad_avg.contiguous(), gcmax = grad_cmax.contiguous(), amc = argmax_c.contiguous();
   dispatch(g.scalar_type(), [&](auto tag) { with_channels(C, [&](auto fixed) {
@@ -386,6 +433,8 @@ at::Tensor backward_input(const at::Tensor& g, const at::Tensor& ca, const at::T
     scalar_t* outp = out_ptr<scalar_t>(grad_x);
     const float* cap = in_ptr<float>(cac);
     const float* sap = in_ptr<float>(sac);
+    const float* mgp = in_ptr<float>(mgc);
+    const float* pgp = in_ptr<float>(pgc);
     const float* gmeanp = in_ptr<float>(gmean);
     const float* gsmaxp = in_ptr<float>(gsmax);
     const int32_t* amsp = in_ptr<int32_t>(ams);
@@ -398,8 +447,9 @@ at::Tensor backward_input(const at::Tensor& g, const at::Tensor& ca, const at::T
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t b = i / P;
         const int32_t p = static_cast<int32_t>(i - b * P), top = amsp[i];
-        const float s = sap[i], gm = gmeanp[i], gsm = gsmaxp[i];
+        const float s = sap[i], gm = gmeanp[i], gsm = gsmaxp[i], pooled_through = pgp[i];
         const float* __restrict gate = cap + b * C;
+        const float* __restrict map_gate = mgp + b * C;
         const float* __restrict avg = gavgp + b * C;
         const float* __restrict cmax = gcmaxp + b * C;
         const int32_t* __restrict cmax_at = amcp + b * C;
@@ -407,8 +457,10 @@ at::Tensor backward_input(const at::Tensor& g, const at::Tensor& ca, const at::T
         scalar_t* __restrict dst = outp + i * C;
 #pragma omp simd
         for (int32_t c = 0; c < C; ++c) {
-          const float through_spatial = to_float(grow[c]) * s + gm + (c == top ? gsm : 0.f);
-          store(dst + c, gate[c] * through_spatial + avg[c] + (cmax_at[c] == p ? cmax[c] : 0.f));
+          const float through_maps = gm + (c == top ? gsm : 0.f);
+          const float through_pools = avg[c] + (cmax_at[c] == p ? cmax[c] : 0.f);
+          store(dst + c, gate[c] * to_float(grow[c]) * s + map_gate[c] * through_maps
+                             + pooled_through * through_pools);
         }
       }
     });
@@ -592,11 +644,13 @@ std::vector<at::Tensor> gate_conv_backward(const at::Tensor& grad_out, const at:
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("channel_pool", &channel_pool, "avg, max and argmax over H*W: (B,C,H,W) -> 3 x (B,C)");
+  m.def("channel_pool", &channel_pool, "avg, max and argmax over H*W of x*sa: -> 3 x (B,C)");
   m.def("spatial_pool", &spatial_pool, "max, mean and argmax over C of x*ca: -> 3 x (B,H*W)");
   m.def("apply_gates", &apply_gates, "x * ca * sa");
   m.def("backward_gates", &backward_gates, "grad of sa, and grad of ca through the output");
   m.def("backward_channel_through_maps", &backward_channel_through_maps, "grad of ca through the maps");
+  m.def("backward_spatial_through_pools", &backward_spatial_through_pools,
+        "grad of sa through the channel pooling (spatial-channel)");
   m.def("backward_input", &backward_input, "grad of x");
   m.def("gate_conv_forward", &gate_conv_forward, "k x k convolution, M maps -> 1");
   m.def("gate_conv_backward", &gate_conv_backward, "its gradients");
