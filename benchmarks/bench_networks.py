@@ -1,6 +1,7 @@
 """Training throughput of the book's networks on a CPU, with and without CBAM.
 
     python benchmarks/bench_networks.py [--threads 2] [--repeats 10] [--only fastnet]
+                                        [--arrangements]
 
 Prints, side by side in one run: images per second of one training step (forward,
 backward, Nesterov SGD update; channels_last) for ResNet-20 (batch 256) and FastNet
@@ -9,7 +10,11 @@ autocast, and CBAM's overhead against each network without attention. Steps of o
 network and precision are timed in turn (interleaved) so that drifts of the machine's
 speed hit every variant alike; figures are medians over repeats after warm-up.
 
-It then prints an ESTIMATE (no GPU measured here) of one run of the `gpu` profile on a T4,
+With --arrangements it times only the network(s) with CBAM in each of the three
+arrangements, on the fused CPU kernels and on plain PyTorch (the fused kernels' gain in a
+whole training step).
+
+Otherwise it then prints an ESTIMATE (no GPU measured here) of one run of the `gpu` profile on a T4,
 an A100 and an H100 from the counted FLOPs and each card's stated peak at 10% and 30%
 utilisation. It also prints the reference step, the figure that time budgets are scaled by: the
 ResNet-20 step without attention, bf16, channels_last, batch 256 (160 ms on the machine
@@ -102,6 +107,31 @@ def bench(networks, repeats: int) -> dict:
     return results
 
 
+def bench_arrangements(networks, repeats: int) -> dict:
+    """Img/s of each network with CBAM in each arrangement, fused and plain, interleaved."""
+    arrangements = ("channel-spatial", "spatial-channel", "parallel")
+    results = {}
+    print(f"{'network':>9} {'batch':>5} {'precision':>9} {'arrangement':>16} {'fused img/s':>12} "
+          f"{'plain img/s':>12} {'fused/plain':>11}")
+    for name in networks:
+        batch = NETWORKS[name]
+        for precision in ("fp32", "bf16"):
+            steps = {}
+            for arrangement in arrangements:
+                for fused in (True, False):
+                    torch.manual_seed(0)
+                    model = build_model(name, "cbam", arrangement=arrangement, fused=fused)
+                    model = model.to(memory_format=torch.channels_last).train()
+                    steps[(arrangement, fused)] = training_step(model, batch, precision)
+            ms = interleaved_ms(steps, repeats)
+            for arrangement in arrangements:
+                fused_ms, plain_ms = ms[(arrangement, True)], ms[(arrangement, False)]
+                print(f"{name:>9} {batch:5d} {precision:>9} {arrangement:>16} {1000 * batch / fused_ms:12.0f} "
+                      f"{1000 * batch / plain_ms:12.0f} {plain_ms / fused_ms:10.2f}x")
+            results[(name, precision)] = ms
+    return results
+
+
 def print_gpu_estimates(profile_name: str = "gpu") -> None:
     """Seconds of one training run of `profile_name` with CBAM on each card: an estimate."""
     profile = PROFILES[profile_name]
@@ -118,6 +148,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats per figure (default 10)")
     parser.add_argument("--only", choices=sorted(NETWORKS), help="one network only")
+    parser.add_argument("--arrangements", action="store_true",
+                        help="time CBAM's three arrangements, fused and plain, instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()
@@ -125,7 +157,11 @@ def main() -> None:
         raise SystemExit("the fused kernels did not compile; see the warning above")
     print(f"torch {torch.__version__}, {args.threads} threads; training step img/s (median of "
           f"{args.repeats}, interleaved)")
-    results = bench([args.only] if args.only else list(NETWORKS), args.repeats)
+    networks = [args.only] if args.only else list(NETWORKS)
+    if args.arrangements:
+        bench_arrangements(networks, args.repeats)
+        return
+    results = bench(networks, args.repeats)
     if ("resnet20", "bf16") in results:
         print(f"reference step (ResNet-20, no attention, bf16, batch 256): "
               f"{results[('resnet20', 'bf16')][None]:.0f} ms")
