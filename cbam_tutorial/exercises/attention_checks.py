@@ -37,7 +37,8 @@ def _check_channel_on(module, channels, hidden, x, seed, worked, what="ChannelAt
     with torch.no_grad():
         outputs = [gated_outputs(x, channel_gates(x, weights), shape) for weights in readings]
         expected_gate = shape(channel_gate(x, readings[0]))
-    diagnose(what, out.detach(), outputs, CHANNEL_MESSAGES, step_that_differs(out.detach(), x, expected_gate, "channel"))
+    step = step_that_differs(out.detach(), x, expected_gate, "channel")
+    diagnose(what, out.detach(), outputs, CHANNEL_MESSAGES, step)
 
 
 def check_channel_attention(student_class, channels: int | None = None, reduction: int | None = None) -> str:
@@ -76,8 +77,8 @@ def _check_spatial_on(module, kernel_size, x, seed, worked, what="SpatialAttenti
         outputs = [gated_outputs(x, spatial_gates(x, parts, order), lambda g: g)
                    for parts in readings for order in ("mean-max", "max-mean")]
         expected_gate = spatial_gate(x, readings[0], "mean-max")
-    diagnose(what, out.detach(), outputs, SPATIAL_MESSAGES, step_that_differs(out.detach(), x, expected_gate, "spatial"),
-             convolution=True)
+    step = step_that_differs(out.detach(), x, expected_gate, "spatial")
+    diagnose(what, out.detach(), outputs, SPATIAL_MESSAGES, step, convolution=True)
 
 
 def check_spatial_attention(student_class, kernel_size: int | None = None) -> str:

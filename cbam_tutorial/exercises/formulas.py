@@ -46,7 +46,8 @@ def channel_gates(x, weights) -> dict:
         gates[name] = torch.sigmoid(_mlp(avg, weights, activation) + _mlp(mx, weights, activation))
     if x.shape[1] == x.shape[2] == x.shape[3]:  # pooling over (C, H) or (C, W) gives the right length
         for axes in ((1, 2), (1, 3)):
-            gates[f"wrong axis {axes}"] = torch.sigmoid(_mlp(x.mean(dim=axes), weights) + _mlp(x.amax(dim=axes), weights))
+            wrong = _mlp(x.mean(dim=axes), weights) + _mlp(x.amax(dim=axes), weights)
+            gates[f"wrong axis {axes}"] = torch.sigmoid(wrong)
     return gates
 
 

@@ -102,7 +102,8 @@ def build_student_module(student_class, args: tuple, what: str) -> nn.Module:
     return module.eval()
 
 
-def run_student_forward(module: nn.Module, x: torch.Tensor, shapes_that_worked: list) -> tuple[torch.Tensor, torch.Tensor]:
+def run_student_forward(module: nn.Module, x: torch.Tensor,
+                        shapes_that_worked: list) -> tuple[torch.Tensor, torch.Tensor]:
     """(leaf input, output) of the student's forward on a copy of x, with x itself checked untouched."""
     leaf = x.detach().clone().requires_grad_(True)
     given = leaf.clone()
