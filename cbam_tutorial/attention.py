@@ -233,8 +233,8 @@ class CBAM(_RecordsAttention):
         kernel_size, spatial_pooling, batch_norm, map_order: see SpatialAttention.
         arrangement: "channel-spatial", "spatial-channel" or "parallel".
         fused: use the fused CPU kernels (cbam_tutorial.fused) when they apply: avg+max
-            pooling in both gates, a channels_last float32 or bfloat16 tensor on the CPU
-            (any arrangement). They compute the same function with fewer passes over
+            pooling in both gates, float32 weights, a channels_last float32 or bfloat16
+            tensor on the CPU (any arrangement). They compute the same function with fewer passes over
             memory; everywhere else, or with fused=False, the plain code below runs.
 
     Shapes: x (B, C, H, W) -> out (B, C, H, W); weights["channel"] (B, C, 1, 1) and

@@ -69,6 +69,8 @@ def fused_applies(module, x: torch.Tensor) -> bool:
         and x.shape[2] * x.shape[3] > 1  # a 1x1 map is contiguous in both layouts
         and module.channel_attention.pooling == "avg+max"
         and module.spatial_attention.pooling == "avg+max"
+        # the small gates run in float32 on the kernels' float32 statistics
+        and all(p.dtype == torch.float32 for p in module.parameters())
         and not torch.jit.is_scripting()
         and load_extension() is not None
     )

@@ -105,6 +105,16 @@ def test_plain_path_where_the_kernels_do_not_apply():
                              torch.randn(2, 16, 8, 8).to(memory_format=torch.channels_last))
 
 
+@pytest.mark.parametrize("arrangement", ARRANGEMENTS)
+def test_a_module_cast_to_bfloat16_runs_the_plain_path(arrangement):
+    # model.bfloat16() casts the gates' weights; the kernels' gates compute in float32
+    fused, plain = twins(16, reduction=4, arrangement=arrangement)
+    fused, plain = fused.bfloat16(), plain.bfloat16()
+    x = torch.randn(2, 16, 8, 8).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    assert not fused_applies(fused, x)
+    torch.testing.assert_close(fused(x), plain(x))
+
+
 def kernel_inputs(channels: int, size: int, dtype, kernel_size: int = 7, seed: int = 0):
     """Arguments for every kernel of the extension, from one random activation."""
     generator = torch.Generator().manual_seed(seed)
