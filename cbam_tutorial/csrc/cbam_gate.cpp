@@ -449,7 +449,7 @@ at::Tensor backward_input(const at::Tensor& g, const at::Tensor& ca, const at::T
         const int32_t p = static_cast<int32_t>(i - b * P), top = amsp[i];
         const float s = sap[i], gm = gmeanp[i], gsm = gsmaxp[i], pooled_through = pgp[i];
         const float* __restrict gate = cap + b * C;
-        const float* __restrict map_gate = mgp + b * C;
+        const float* __restrict map_weights = mgp + b * C;
         const float* __restrict avg = gavgp + b * C;
         const float* __restrict cmax = gcmaxp + b * C;
         const int32_t* __restrict cmax_at = amcp + b * C;
@@ -459,7 +459,7 @@ at::Tensor backward_input(const at::Tensor& g, const at::Tensor& ca, const at::T
         for (int32_t c = 0; c < C; ++c) {
           const float through_maps = gm + (c == top ? gsm : 0.f);
           const float through_pools = avg[c] + (cmax_at[c] == p ? cmax[c] : 0.f);
-          store(dst + c, gate[c] * to_float(grow[c]) * s + map_gate[c] * through_maps
+          store(dst + c, gate[c] * to_float(grow[c]) * s + map_weights[c] * through_maps
                              + pooled_through * through_pools);
         }
       }
