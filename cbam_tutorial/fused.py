@@ -134,23 +134,28 @@ def _forward(ext, module, x: torch.Tensor, build_graph: bool):
     The gate computed second pools x as the first gate refined it (channel-spatial: the
     spatial maps of x * M_c; spatial-channel: the channel descriptors of x * M_s), or x
     itself (parallel). Returns out (B, C, H, W), the graph pieces
-    (descriptors, channel gate, maps, spatial gate) and the argmax indices for the backward.
+    (descriptors, channel gate, maps, spatial gate), the argmax indices, and the weights each
+    pooling saw x through (map_gate (B, C) for the spatial maps, pool_gate (B, H*W) for the
+    channel descriptors) for the backward.
     """
     batch, channels, height, width = x.shape
     shape = (batch, height, width)
     if module.arrangement == "spatial-channel":
-        smax, smean, argmax_s = ext.spatial_pool(x, _ones(batch, channels, x))
+        map_gate = _ones(batch, channels, x)
+        smax, smean, argmax_s = ext.spatial_pool(x, map_gate)
         maps, spatial = _spatial_gate_from(module, smax, smean, shape, build_graph)
-        avg, mx, argmax_c = ext.channel_pool(x, spatial.detach().view(batch, -1))
+        pool_gate = spatial.detach().view(batch, -1)
+        avg, mx, argmax_c = ext.channel_pool(x, pool_gate)
         descriptors, channel = _channel_gate_from(module, avg, mx, build_graph)
     else:
-        avg, mx, argmax_c = ext.channel_pool(x, _ones(batch, height * width, x))
+        pool_gate = _ones(batch, height * width, x)
+        avg, mx, argmax_c = ext.channel_pool(x, pool_gate)
         descriptors, channel = _channel_gate_from(module, avg, mx, build_graph)
-        seen_through = channel.detach() if module.arrangement == "channel-spatial" else _ones(batch, channels, x)
-        smax, smean, argmax_s = ext.spatial_pool(x, seen_through)
+        map_gate = channel.detach() if module.arrangement == "channel-spatial" else _ones(batch, channels, x)
+        smax, smean, argmax_s = ext.spatial_pool(x, map_gate)
         maps, spatial = _spatial_gate_from(module, smax, smean, shape, build_graph)
     out = ext.apply_gates(x, channel.detach(), spatial.detach().view(batch, -1))
-    return out, (descriptors, channel, maps, spatial), (argmax_c, argmax_s)
+    return out, (descriptors, channel, maps, spatial), (argmax_c, argmax_s), (map_gate, pool_gate)
 
 
 class _FusedGates(torch.autograd.Function):
@@ -159,9 +164,9 @@ class _FusedGates(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, module, n_channel_params, *params):
         ext = load_extension()
-        out, graph, argmaxes = _forward(ext, module, x, build_graph=True)
+        out, graph, argmaxes, seen_through = _forward(ext, module, x, build_graph=True)
         ctx.save_for_backward(x, *argmaxes)
-        ctx.graph, ctx.module = graph, module
+        ctx.graph, ctx.seen_through, ctx.module = graph, seen_through, module
         ctx.channel_params = params[:n_channel_params]
         ctx.spatial_params = params[n_channel_params:]
         channel, spatial = graph[1].detach(), graph[3].detach()
@@ -194,22 +199,19 @@ class _FusedGates(torch.autograd.Function):
             return (grad_smean / channels).contiguous(), grad_smax.contiguous(), grads[1:]
 
         grad_spatial, grad_channel = ext.backward_gates(g, x, channel_flat, spatial_flat)
-        ones_c, ones_p = _ones(batch, channels, x), _ones(batch, height * width, x)
+        map_gate, pool_gate = ctx.seen_through
         if arrangement == "spatial-channel":  # the channel gate saw x * M_s: its grads reach M_s
             grad_avg, grad_cmax, channel_param_grads = through_channel_gate(grad_channel)
             grad_spatial = grad_spatial + ext.backward_spatial_through_pools(x, grad_avg, grad_cmax, argmax_c)
             grad_smean, grad_smax, spatial_param_grads = through_spatial_gate(grad_spatial)
-            map_gate, pool_gate = ones_c, spatial_flat
         else:
             grad_smean, grad_smax, spatial_param_grads = through_spatial_gate(grad_spatial)
             if arrangement == "channel-spatial":  # the spatial gate saw x * M_c: its grads reach M_c
                 grad_channel = grad_channel + ext.backward_channel_through_maps(x, grad_smean, grad_smax, argmax_s)
             grad_avg, grad_cmax, channel_param_grads = through_channel_gate(grad_channel)
-            map_gate = channel_flat if arrangement == "channel-spatial" else ones_c
-            pool_gate = ones_p
         grad_x = ext.backward_input(g, channel_flat, spatial_flat, map_gate, grad_smean, grad_smax, argmax_s,
                                     pool_gate, grad_avg, grad_cmax, argmax_c)
-        del ctx.graph
+        del ctx.graph, ctx.seen_through
         return (grad_x, None, None, *channel_param_grads, *spatial_param_grads)
 
 
@@ -228,5 +230,5 @@ def fused_cbam(module, x: torch.Tensor):
             x, module, len(channel_params), *channel_params, *spatial_params
         )
     else:
-        out, (_, channel, _, spatial), _ = _forward(load_extension(), module, x, build_graph=False)
+        out, (_, channel, _, spatial), _, _ = _forward(load_extension(), module, x, build_graph=False)
     return out, channel[:, :, None, None], spatial
