@@ -3,9 +3,11 @@
 Why it exists: on a CPU, CBAM's cost is memory traffic, not arithmetic. Written plainly
 (as in attention.py), the block makes a dozen passes over a (B, C, H, W) tensor in the
 forward pass and more in the backward (mean and amax backward each write a full tensor,
-and autograd sums them). Here the big tensor is read by a few C++ loops (csrc/cbam_gate.cpp),
-while the small parts (the MLP on (B, 2, C) descriptors, the k x k convolution and
-BatchNorm on (B, 2, H, W) maps) stay ordinary PyTorch modules with ordinary autograd.
+and autograd sums them). Here the big tensor is read by a few C++ loops (csrc/cbam_gate.cpp).
+The small parts keep their modules' own parameters and buffers: the MLP on (B, 2, C)
+descriptors runs through ordinary autograd; the spatial gate's k x k convolution on
+(B, 2, H, W) maps and its one-channel BatchNorm run on two more kernels, because PyTorch's
+general ones are slow for one or two channels (its BatchNorm gives a channel one thread).
 
 It computes the same function as CBAM's plain path (tests/test_fused.py checks values and
 gradients). Two differences, both documented: at a tie for a maximum the whole gradient
@@ -23,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .settings import current_settings
 
@@ -98,13 +101,51 @@ class _GateConvolution(torch.autograd.Function):
         return grad_maps, grad_weight
 
 
+class _GateNorm(torch.autograd.Function):
+    """BatchNorm of one channel with batch statistics: z (B, 1, H, W) -> (y, mean (1,), var (1,))."""
+
+    @staticmethod
+    def forward(ctx, z, weight, bias, eps):
+        y, mean, var = load_extension().gate_norm_forward(z, weight, bias, eps)
+        ctx.save_for_backward(z, weight, mean, var)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y, _grad_mean, _grad_var):
+        z, weight, mean, var = ctx.saved_tensors
+        grad_z, grad_weight, grad_bias = load_extension().gate_norm_backward(
+            grad_y.contiguous(), z, weight, mean, var, ctx.eps)
+        return grad_z, grad_weight, grad_bias, None
+
+
+def _normalized(norm, z: torch.Tensor) -> torch.Tensor:
+    """norm(z) for the spatial gate's norm: (B, 1, H, W) -> (B, 1, H, W).
+
+    A training BatchNorm runs on the kernels (PyTorch's gives one channel one thread) and
+    updates its running statistics as nn.BatchNorm2d does; anything else runs as it is.
+    """
+    if not (isinstance(norm, nn.BatchNorm2d) and norm.training and norm.affine and norm.track_running_stats):
+        return norm(z)
+    y, mean, var = _GateNorm.apply(z, norm.weight, norm.bias, norm.eps)
+    with torch.no_grad():
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / norm.num_batches_tracked.item()
+        count = z.numel()  # running_var keeps the unbiased variance
+        norm.running_mean.lerp_(mean, momentum)
+        norm.running_var.lerp_(var * (count / (count - 1)), momentum)
+    return y
+
+
 def _spatial_gate(spatial_attention, maps: torch.Tensor) -> torch.Tensor:
-    """SpatialAttention.gate with the direct convolution: (B, 2, H, W) -> (B, 1, H, W)."""
+    """SpatialAttention.gate on the kernels: (B, 2, H, W) -> (B, 1, H, W)."""
     conv = spatial_attention.conv
     out = _GateConvolution.apply(maps, conv.weight)
     if conv.bias is not None:
         out = out + conv.bias.view(1, -1, 1, 1)
-    return torch.sigmoid(spatial_attention.norm(out))
+    return torch.sigmoid(_normalized(spatial_attention.norm, out))
 
 
 def _ones(batch: int, size: int, like: torch.Tensor) -> torch.Tensor:

@@ -141,6 +141,9 @@ def kernel_inputs(channels: int, size: int, dtype, kernel_size: int = 7, seed: i
                            rand(batch, channels), rand(batch, channels), argmax_c),
         "gate_conv_forward": (maps, weight),
         "gate_conv_backward": (rand(batch, 1, size, size), maps, weight),
+        "gate_norm_forward": (rand(batch, 1, size, size), rand(1), rand(1), 1e-5),
+        "gate_norm_backward": (rand(batch, 1, size, size), rand(batch, 1, size, size), rand(1),
+                               rand(1), torch.rand(1, generator=generator), 1e-5),
     }
 
 
@@ -175,3 +178,38 @@ def test_spatial_argmax_is_the_first_maximum_and_stays_in_range(channels):
     x = x.contiguous(memory_format=torch.channels_last)
     _, _, argmax = kernels.spatial_pool(x, torch.ones(1, channels))
     assert argmax.tolist() == [[3, 0, 0]]  # the all-zero pixel ties everywhere: channel 0
+
+
+@pytest.mark.parametrize("momentum", [0.01, None], ids=["momentum", "cumulative"])
+def test_spatial_norm_on_the_kernels_is_batch_norm(momentum):
+    """The spatial gate's one-channel BatchNorm against nn.BatchNorm2d in float64."""
+    from cbam_tutorial.fused import _normalized
+
+    ours, reference = torch.nn.BatchNorm2d(1, momentum=momentum), torch.nn.BatchNorm2d(1, momentum=momentum)
+    with torch.no_grad():
+        ours.weight.fill_(1.7), ours.bias.fill_(-0.3)
+    reference.load_state_dict(ours.state_dict())
+    reference.double()
+    for step in range(3):  # the running statistics follow step after step
+        z = (torch.randn(6, 1, 11, 13) * 3 + step).requires_grad_()
+        z64 = z.detach().double().requires_grad_()
+        y, y64 = _normalized(ours, z), reference(z64)
+        torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
+        grad = torch.randn_like(y)
+        y.backward(grad)
+        y64.backward(grad.double())
+        torch.testing.assert_close(z.grad.double(), z64.grad, rtol=1e-4, atol=1e-5)
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad.double(), getattr(reference, name).grad, rtol=1e-4, atol=1e-4)
+    for name, b in ours.named_buffers():
+        torch.testing.assert_close(b.double(), getattr(reference, name).double(), rtol=1e-5, atol=1e-6, msg=name)
+    ours.eval()  # evaluation normalizes with the running statistics, as BatchNorm does
+    reference.eval()
+    z = torch.randn(2, 1, 5, 5)
+    torch.testing.assert_close(_normalized(ours, z).double(), reference(z.double()), rtol=1e-5, atol=1e-6)
+
+
+def test_spatial_norm_kernels_reject_a_wrong_plane():
+    kernels = load_extension()
+    with pytest.raises(RuntimeError, match="contiguous float32 \\(B, 1, H, W\\)"):
+        kernels.gate_norm_forward(torch.randn(2, 2, 4, 4), torch.ones(1), torch.zeros(1), 1e-5)

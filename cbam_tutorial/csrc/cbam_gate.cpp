@@ -14,8 +14,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -641,6 +643,78 @@ std::vector<at::Tensor> gate_conv_backward(const at::Tensor& grad_out, const at:
   return {grad_maps, partial.sum(0).view_as(weight).to(weight.scalar_type())};
 }
 
+// The sum of term(i) over i < n, in double, split between threads. Each thread adds in
+// eight independent lanes, which the compiler turns into vector code.
+template <typename Term>
+double parallel_sum(int64_t n, const Term& term) {
+  return at::parallel_reduce(0, n, 4096, 0.0, [&](int64_t i0, int64_t i1, double) {
+    constexpr int64_t kLanes = 8;
+    double lanes[kLanes] = {};
+    int64_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes)
+      for (int64_t l = 0; l < kLanes; ++l) lanes[l] += term(i + l);
+    double sum = 0.0;
+    for (; i < i1; ++i) sum += term(i);
+    for (double lane : lanes) sum += lane;
+    return sum;
+  }, std::plus<double>());
+}
+
+// The spatial gate's BatchNorm in training mode: one channel, statistics over (B, H, W).
+// PyTorch's BatchNorm divides its work by channel, so for one channel it runs on one
+// thread; here every pass over the plane is split between threads.
+void check_gate_plane(const at::Tensor& z, const char* name) {
+  TORCH_CHECK(z.dim() == 4 && z.size(1) == 1 && z.is_contiguous() && z.scalar_type() == at::kFloat,
+              name, " must be a contiguous float32 (B, 1, H, W) tensor");
+}
+
+// z (B, 1, H, W) -> (y = gamma * (z - mean) / sqrt(var + eps) + beta, mean (1,), var (1,)),
+// var the biased variance of the batch (the one BatchNorm normalizes with).
+std::vector<at::Tensor> gate_norm_forward(const at::Tensor& z, const at::Tensor& gamma, const at::Tensor& beta,
+                                          double eps) {
+  check_gate_plane(z, "z");
+  const int64_t n = z.numel();
+  const float* zp = z.const_data_ptr<float>();
+  const double mean = parallel_sum(n, [&](int64_t i) { return double{zp[i]}; }) / n;
+  const double var = parallel_sum(n, [&](int64_t i) { return (zp[i] - mean) * (zp[i] - mean); }) / n;
+  const float scale = static_cast<float>(gamma.item<double>() / std::sqrt(var + eps));
+  const float shift = static_cast<float>(beta.item<double>() - mean * scale);
+  auto y = at::empty_like(z);
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, n, 4096, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) yp[i] = zp[i] * scale + shift;
+  });
+  auto stat = [&](double v) { return at::full({1}, v, z.options()); };
+  return {y, stat(mean), stat(var)};
+}
+
+// Gradients of gate_norm_forward: (grad of z, grad of gamma (1,), grad of beta (1,)).
+std::vector<at::Tensor> gate_norm_backward(const at::Tensor& grad_y, const at::Tensor& z, const at::Tensor& gamma,
+                                           const at::Tensor& mean, const at::Tensor& var, double eps) {
+  check_gate_plane(z, "z");
+  check_gate_plane(grad_y, "grad_y");
+  const int64_t n = z.numel();
+  const float* zp = z.const_data_ptr<float>();
+  const float* gp = grad_y.const_data_ptr<float>();
+  const double mu = mean.item<double>(), invstd = 1.0 / std::sqrt(var.item<double>() + eps);
+  const double sum_g = parallel_sum(n, [&](int64_t i) { return double{gp[i]}; });
+  const double sum_g_xhat = parallel_sum(n, [&](int64_t i) { return gp[i] * (zp[i] - mu); }) * invstd;
+  // grad_z = gamma * invstd * (g - sum_g / n - xhat * sum_g_xhat / n), xhat = (z - mu) * invstd
+  const float a = static_cast<float>(gamma.item<double>() * invstd);
+  const float b = static_cast<float>(-sum_g / n);
+  const float c = static_cast<float>(-sum_g_xhat * invstd / n);
+  const float m = static_cast<float>(mu);
+  auto grad_z = at::empty_like(z);
+  float* out = grad_z.data_ptr<float>();
+  at::parallel_for(0, n, 4096, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) out[i] = a * (gp[i] + b + (zp[i] - m) * c);
+  });
+  auto stat = [&](double v) { return at::full({1}, v, gamma.options()); };
+  return {grad_z, stat(sum_g_xhat), stat(sum_g)};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -654,4 +728,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward_input", &backward_input, "grad of x");
   m.def("gate_conv_forward", &gate_conv_forward, "k x k convolution, M maps -> 1");
   m.def("gate_conv_backward", &gate_conv_backward, "its gradients");
+  m.def("gate_norm_forward", &gate_norm_forward, "BatchNorm of one channel, batch statistics");
+  m.def("gate_norm_backward", &gate_norm_backward, "its gradients");
 }
