@@ -170,6 +170,24 @@ def test_intrinsic_loops_equal_the_portable_loops(portable_kernels, channels, si
 
 
 @pytest.mark.parametrize("channels", [16, 24, 64])
+@pytest.mark.parametrize("pixels", [5, 6])  # the vector loops visit even and odd pixels apart
+def test_channel_argmax_is_the_first_maximum(channels, pixels):
+    kernels = load_extension()
+    x = torch.zeros(1, channels, 1, pixels)
+    x[0, 0, 0, [2, 3]] = 2.0  # channel 0: a tie between pixels 2 and 3 (even, odd)
+    x[0, 1, 0, [1, 4]] = 2.0  # channel 1: a tie between pixels 1 and 4 (odd, even)
+    x[0, 2, 0, pixels - 1] = 5.0  # channel 2: the last pixel
+    x[0, 3] = -1.0
+    x[0, 3, 0, 1] = float("nan")  # channel 3: a NaN is never the maximum
+    x = x.contiguous(memory_format=torch.channels_last)
+    avg, mx, argmax = kernels.channel_pool(x, torch.ones(1, pixels))
+    assert argmax[0, :4].tolist() == [2, 1, pixels - 1, 0]
+    assert argmax[0, 4:].tolist() == [0] * (channels - 4)  # all zeros: a tie everywhere
+    assert mx[0, :4].tolist() == [2.0, 2.0, 5.0, -1.0]
+    torch.testing.assert_close(avg[0, :3], x[0, :3].flatten(1).mean(1))
+
+
+@pytest.mark.parametrize("channels", [16, 24, 64])
 def test_spatial_argmax_is_the_first_maximum_and_stays_in_range(channels):
     kernels = load_extension()
     x = torch.zeros(1, channels, 1, 3)

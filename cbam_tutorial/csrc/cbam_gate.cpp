@@ -80,6 +80,62 @@ const T* in_ptr(const at::Tensor& t) { return static_cast<const T*>(t.const_data
 template <typename T>
 T* out_ptr(at::Tensor& t) { return static_cast<T*>(t.data_ptr()); }
 
+#if defined(__AVX512F__)
+// Channel counts whose rows (C values of one pixel) fit a few 16-float registers.
+template <int64_t CF>
+constexpr bool kVectorRows = CF >= 16 && CF <= 64 && CF % 16 == 0;
+
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const bf16_bits* p) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+// channel_pool for one image with C = CF: the running sums, maxima and their positions stay
+// in registers, in two streams (even and odd pixels) so that consecutive pixels do not wait
+// for each other; the streams merge at the end, a tie going to the earlier pixel.
+template <typename scalar_t, int64_t CF>
+void channel_pool_avx512(const scalar_t* __restrict rows, const float* __restrict sa, int64_t P,
+                         float* __restrict avg, float* __restrict mx, int32_t* __restrict arg) {
+  constexpr int V = CF / 16;
+  __m512 sum[2][V], best[2][V];
+  __m512i where[2][V];
+  for (int s = 0; s < 2; ++s)
+    for (int k = 0; k < V; ++k) {
+      sum[s][k] = _mm512_setzero_ps();
+      best[s][k] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+      where[s][k] = _mm512_setzero_si512();
+    }
+  auto visit = [&](int s, int64_t p) {
+    const __m512 weight = _mm512_set1_ps(sa[p]);
+    const __m512i here = _mm512_set1_epi32(static_cast<int32_t>(p));
+    for (int k = 0; k < V; ++k) {
+      const __m512 v = _mm512_mul_ps(load16(rows + p * CF + 16 * k), weight);
+      sum[s][k] = _mm512_add_ps(sum[s][k], v);
+      const __mmask16 larger = _mm512_cmp_ps_mask(v, best[s][k], _CMP_GT_OQ);
+      best[s][k] = _mm512_mask_mov_ps(best[s][k], larger, v);
+      where[s][k] = _mm512_mask_mov_epi32(where[s][k], larger, here);
+    }
+  };
+  int64_t p = 0;
+  for (; p + 1 < P; p += 2) {
+    visit(0, p);
+    visit(1, p + 1);
+  }
+  if (p < P) visit(0, p);
+  const __m512 count = _mm512_set1_ps(static_cast<float>(P));
+  for (int k = 0; k < V; ++k) {
+    const __mmask16 odd_larger = _mm512_cmp_ps_mask(best[1][k], best[0][k], _CMP_GT_OQ);
+    const __mmask16 tie = _mm512_cmp_ps_mask(best[1][k], best[0][k], _CMP_EQ_OQ);
+    __m512i first = _mm512_mask_mov_epi32(where[0][k], odd_larger, where[1][k]);
+    first = _mm512_mask_mov_epi32(first, tie, _mm512_min_epi32(where[0][k], where[1][k]));
+    _mm512_storeu_ps(avg + 16 * k, _mm512_div_ps(_mm512_add_ps(sum[0][k], sum[1][k]), count));
+    _mm512_storeu_ps(mx + 16 * k, _mm512_mask_mov_ps(best[0][k], odd_larger, best[1][k]));
+    _mm512_storeu_si512(arg + 16 * k, first);
+  }
+}
+#endif
+
 at::TensorOptions small_float(const at::Tensor& like) {
   return like.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
 }
@@ -107,6 +163,13 @@ std::vector<at::Tensor> channel_pool(const at::Tensor& x, const at::Tensor& sa) 
       float* __restrict best = best_buffer.data();
       int32_t* __restrict where = where_buffer.data();
       for (int64_t b = b0; b < b1; ++b) {
+#if defined(__AVX512F__)
+        if constexpr (kVectorRows<decltype(fixed)::value>) {
+          channel_pool_avx512<scalar_t, decltype(fixed)::value>(
+              xp + b * P * C, sap + b * P, P, avgp + b * C, mxp + b * C, argp + b * C);
+          continue;
+        }
+#endif
         std::fill(sum, sum + C, 0.f);
         std::fill(best, best + C, -std::numeric_limits<float>::infinity());
         std::fill(where, where + C, 0);
@@ -156,12 +219,6 @@ struct PixelPool {
 };
 
 #if defined(__AVX512F__)
-inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 load16(const bf16_bits* p) {
-  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
-
 template <typename scalar_t, int64_t CF>
 struct PixelPoolAvx512 {
   static constexpr int V = CF / 16;
@@ -183,9 +240,6 @@ struct PixelPoolAvx512 {
     where = hits ? static_cast<int32_t>(__builtin_ctzll(hits)) : 0;
   }
 };
-template <int64_t CF>
-constexpr bool kVectorRows = CF >= 16 && CF <= 64 && CF % 16 == 0;
-
 template <typename scalar_t, int64_t CF>
 using PixelPoolFor = std::conditional_t<kVectorRows<CF>,
                                         PixelPoolAvx512<scalar_t, CF>, PixelPool<scalar_t, CF>>;
@@ -232,25 +286,26 @@ at::Tensor apply_gates(const at::Tensor& x, const at::Tensor& ca, const at::Tens
   const int64_t B = x.size(0), C = x.size(1), P = x.size(2) * x.size(3);
   auto out = at::empty_like(x, at::MemoryFormat::ChannelsLast);
   auto cac = ca.contiguous(), sac = sa.contiguous();
-  dispatch(x.scalar_type(), [&](auto tag) {
+  dispatch(x.scalar_type(), [&](auto tag) { with_channels(C, [&](auto fixed) {
     using scalar_t = decltype(tag);
+    const int64_t C = fixed() > 0 ? fixed() : x.size(1);
     const scalar_t* xp = in_ptr<scalar_t>(x);
     scalar_t* op = out_ptr<scalar_t>(out);
     const float* cap = in_ptr<float>(cac);
     const float* sap = in_ptr<float>(sac);
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        const float* gate = cap + b * C;
+        const float* __restrict gate = cap + b * C;
         for (int64_t p = 0; p < P; ++p) {
           const float s = sap[b * P + p];
-          const scalar_t* row = xp + (b * P + p) * C;
-          scalar_t* dst = op + (b * P + p) * C;
+          const scalar_t* __restrict row = xp + (b * P + p) * C;
+          scalar_t* __restrict dst = op + (b * P + p) * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) store(dst + c, to_float(row[c]) * gate[c] * s);
         }
       }
     });
-  });
+  }); });
   return out;
 }
 
