@@ -7,9 +7,10 @@
 // Inner loops run over contiguous memory without branches so that the compiler vectorizes
 // them. Where the build targets AVX-512 (-march=native on a CPU that has it), the loops whose
 // compiled form measured slow are also written with intrinsics: per-pixel reductions over
-// C = 16, 32 or 64 channels, and the gate convolution, whose outputs stay in registers
-// across all kernel taps. Every other CPU runs the portable loops beside them (tests compile
-// both and compare).
+// C = 16, 32 or 64 channels, the per-channel pooling over pixels for those C, and the gate
+// convolution, whose outputs stay in registers across all kernel taps. Every other CPU runs
+// the portable loops beside them (tests compile both and compare). The spatial gate's
+// convolution and BatchNorm, on (B, 2, H, W) and (B, 1, H, W) float32 planes, are here too.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
