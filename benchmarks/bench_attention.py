@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from bench_networks import interleaved_ms
+from bench_networks import interleaved_times, paired_overhead
 from cbam_tutorial.allocator import keep_freed_memory
 from cbam_tutorial.attention import CBAM
 from cbam_tutorial.fused import load_extension
@@ -122,9 +122,10 @@ def training_step(model: nn.Module, batch: int, precision: str):
 def bench_resnet(batch: int, repeats: int) -> dict:
     """Median step time of baseline, fused CBAM and plain CBAM, timed in turn (interleaved)
     so that drifts of the machine's speed hit all three alike."""
-    print(f"\n3. ResNet-20 training step, batch {batch}, channels_last (ms, median of {repeats}, interleaved)")
-    print(f"{'precision':>9} {'baseline':>9} {'cbam fused':>11} {'overhead':>9} "
-          f"{'cbam plain':>11} {'overhead':>9}")
+    print(f"\n3. ResNet-20 training step, batch {batch}, channels_last (ms, median of {repeats}, interleaved;"
+          f" overheads paired by round, with 95% intervals)")
+    print(f"{'precision':>9} {'baseline':>9} {'cbam fused':>11} {'overhead':>24} "
+          f"{'cbam plain':>11} {'overhead':>24}")
     results = {}
     for precision in ("fp32", "bf16"):
         steps = {}
@@ -134,10 +135,14 @@ def bench_resnet(batch: int, repeats: int) -> dict:
             options = {"fused": fused} if attention else {}
             model = build_model("resnet20", attention, **options).to(memory_format=torch.channels_last)
             steps[label] = training_step(model.train(), batch, precision)
-        ms = interleaved_ms(steps, repeats)
-        base = ms["base"]
-        print(f"{precision:>9} {base:9.1f} {ms['fused']:11.1f} {ms['fused'] / base - 1:8.1%} "
-              f"{ms['plain']:11.1f} {ms['plain'] / base - 1:8.1%}")
+        times = interleaved_times(steps, repeats)
+        ms = {label: 1000 * statistics.median(values) for label, values in times.items()}
+
+        def overhead(label):
+            median, low, high = paired_overhead(times, "base", label)
+            return f"{median:7.1%} ({low:5.1%} to {high:5.1%})"
+        print(f"{precision:>9} {ms['base']:9.1f} {ms['fused']:11.1f} {overhead('fused'):>24} "
+              f"{ms['plain']:11.1f} {overhead('plain'):>24}")
         results[precision] = ms
     return results
 

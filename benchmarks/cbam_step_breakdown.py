@@ -20,6 +20,7 @@ is a separate pass, so its step time (printed) is slightly above the untimed one
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 import torch
 
 import cbam_tutorial.fused as fused
-from bench_networks import NETWORKS, interleaved_ms, training_steps
+from bench_networks import NETWORKS, interleaved_times, paired_overhead, training_steps
 from cbam_tutorial.allocator import keep_freed_memory
 
 
@@ -64,8 +65,10 @@ def timed_kernels():
 
 def breakdown(network: str, precision: str, repeats: int) -> None:
     steps = training_steps(network, precision, (None, "cbam"))
-    ms = interleaved_ms(steps, repeats)
+    times = interleaved_times(steps, repeats)
+    ms = {label: 1000 * statistics.median(values) for label, values in times.items()}
     added = ms["cbam"] - ms[None]
+    overhead, low, high = paired_overhead(times, None, "cbam")
     with timed_kernels() as proxy:
         start = time.perf_counter()
         for _ in range(repeats):
@@ -74,7 +77,8 @@ def breakdown(network: str, precision: str, repeats: int) -> None:
     per_step = {key: 1000 * s / repeats for key, s in proxy.seconds.items()}
     kernels = sum(per_step.values())
     print(f"\n{network}, batch {NETWORKS[network]}, {precision}: plain step {ms[None]:.1f} ms, CBAM step "
-          f"{ms['cbam']:.1f} ms: CBAM adds {added:.1f} ms ({added / ms[None]:+.1%}); "
+          f"{ms['cbam']:.1f} ms: CBAM adds {added:.1f} ms (paired by round: {overhead:+.1%}, 95% interval "
+          f"{low:+.1%} to {high:+.1%}); "
           f"timed pass {timed_step:.1f} ms per step")
     for (name, shape), value in sorted(per_step.items()):
         print(f"  {name:32s} {'x'.join(map(str, shape)):>9s} {value:7.2f} ms")
