@@ -27,7 +27,6 @@ the `cpu` profile's 10-minute budget was set for; time_to_accuracy.py scales the
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from cbam_tutorial.allocator import keep_freed_memory
+from cbam_tutorial.comparison import median_interval
 from cbam_tutorial.fused import load_extension
 from cbam_tutorial.cost import GPU_PEAK_FLOPS, count_flops, gpu_seconds_estimate, run_flops
 from cbam_tutorial.models import build_model
@@ -90,25 +90,6 @@ def interleaved_ms(steps: dict, repeats: int) -> dict:
     """Median milliseconds per call of each closure, timed in turn."""
     times = interleaved_times(steps, repeats)
     return {label: 1000 * statistics.median(values) for label, values in times.items()}
-
-
-def median_interval(values, confidence: float = 0.95) -> tuple:
-    """(median, low, high): a distribution-free interval for the median of `values`.
-
-    low and high are the k-th smallest and k-th largest values, for the largest k whose
-    coverage, 1 - 2 P(Binomial(n, 1/2) < k), still reaches `confidence` (for 95%: the 6th of
-    20, the 2nd of 10; with fewer than 6 values, the minimum and maximum, which cover less).
-    """
-    ordered = sorted(values)
-    n = len(ordered)
-
-    def coverage(k: int) -> float:
-        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
-
-    k = 1
-    while k + 1 <= n // 2 and coverage(k + 1) >= confidence:
-        k += 1
-    return statistics.median(ordered), ordered[k - 1], ordered[n - k]
 
 
 def paired_overhead(times: dict, base, variant) -> tuple:

@@ -1,4 +1,5 @@
-"""The benchmarks' interval for a median overhead (benchmarks/bench_networks.py)."""
+"""Intervals for a median timing (comparison.median_interval) and the benchmarks' paired
+overhead (benchmarks/bench_networks.py)."""
 import math
 import random
 import sys
@@ -8,7 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_networks import median_interval, paired_overhead  # noqa: E402
+from bench_networks import paired_overhead  # noqa: E402
+from cbam_tutorial.comparison import median_interval  # noqa: E402
 
 
 @pytest.mark.parametrize("n, low, high", [(20, 6, 15), (10, 2, 9), (25, 8, 18), (6, 1, 6), (3, 1, 3)])
@@ -35,3 +37,10 @@ def test_the_overhead_is_paired_round_by_round():
     cbam = [0.125] * 5 + [0.250] * 5
     median, low, high = paired_overhead({None: base, "cbam": cbam}, None, "cbam")
     assert median == pytest.approx(0.25) and low == pytest.approx(0.25) and high == pytest.approx(0.25)
+
+
+def test_bad_input_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="at least one value"):
+        median_interval([])
+    with pytest.raises(ValueError, match="confidence must be between 0 and 1"):
+        median_interval([1.0, 2.0], confidence=95)
