@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from bench_networks import interleaved_times, paired_overhead
+from bench_networks import interleaved_times, medians_ms, paired_overhead
 from cbam_tutorial.allocator import keep_freed_memory
 from cbam_tutorial.attention import CBAM
 from cbam_tutorial.fused import load_extension
@@ -136,7 +136,7 @@ def bench_resnet(batch: int, repeats: int) -> dict:
             model = build_model("resnet20", attention, **options).to(memory_format=torch.channels_last)
             steps[label] = training_step(model.train(), batch, precision)
         times = interleaved_times(steps, repeats)
-        ms = {label: 1000 * statistics.median(values) for label, values in times.items()}
+        ms = medians_ms(times)
 
         def overhead(label):
             median, low, high = paired_overhead(times, "base", label)

@@ -86,10 +86,14 @@ def interleaved_times(steps: dict, repeats: int) -> dict:
     return times
 
 
+def medians_ms(times: dict) -> dict:
+    """label -> median milliseconds, from interleaved_times' seconds."""
+    return {label: 1000 * statistics.median(values) for label, values in times.items()}
+
+
 def interleaved_ms(steps: dict, repeats: int) -> dict:
     """Median milliseconds per call of each closure, timed in turn."""
-    times = interleaved_times(steps, repeats)
-    return {label: 1000 * statistics.median(values) for label, values in times.items()}
+    return medians_ms(interleaved_times(steps, repeats))
 
 
 def paired_overhead(times: dict, base, variant) -> tuple:
@@ -117,7 +121,7 @@ def bench(networks, repeats: int) -> dict:
         batch = NETWORKS[name]
         for precision in ("fp32", "bf16"):
             times = interleaved_times(training_steps(name, precision), repeats)
-            ms = {label: 1000 * statistics.median(values) for label, values in times.items()}
+            ms = medians_ms(times)
             overhead, low, high = paired_overhead(times, None, "cbam")
             target = TARGET_OVERHEAD[name]
             verdict = "" if high <= target else "  MISSED" if low > target else "  UNRESOLVED"

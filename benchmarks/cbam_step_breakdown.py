@@ -20,7 +20,6 @@ is a separate pass, so its step time (printed) is slightly above the untimed one
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from contextlib import contextmanager
 import torch
 
 import cbam_tutorial.fused as fused
-from bench_networks import NETWORKS, interleaved_times, paired_overhead, training_steps
+from bench_networks import NETWORKS, interleaved_times, medians_ms, paired_overhead, training_steps
 from cbam_tutorial.allocator import keep_freed_memory
 
 
@@ -66,7 +65,7 @@ def timed_kernels():
 def breakdown(network: str, precision: str, repeats: int) -> None:
     steps = training_steps(network, precision, (None, "cbam"))
     times = interleaved_times(steps, repeats)
-    ms = {label: 1000 * statistics.median(values) for label, values in times.items()}
+    ms = medians_ms(times)
     added = ms["cbam"] - ms[None]
     overhead, low, high = paired_overhead(times, None, "cbam")
     with timed_kernels() as proxy:

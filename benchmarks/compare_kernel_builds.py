@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,9 +25,8 @@ from types import SimpleNamespace
 import torch
 
 import cbam_tutorial.fused as this_build
-from bench_networks import NETWORKS, interleaved_times, paired_overhead, training_step
+from bench_networks import NETWORKS, interleaved_times, medians_ms, paired_overhead, training_steps
 from cbam_tutorial.allocator import keep_freed_memory
-from cbam_tutorial.models import build_model
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -81,20 +79,16 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads; {args.network}, batch {batch}; "
           f"{args.repeats} rounds; CBAM on the fused path of {revision} ('other') and of this checkout")
     for precision in ("fp32", "bf16"):
-        torch.manual_seed(0)
-        plain = build_model(args.network, None).to(memory_format=torch.channels_last).train()
-        torch.manual_seed(0)
-        cbam = build_model(args.network, "cbam").to(memory_format=torch.channels_last).train()
-        plain_step, cbam_step = training_step(plain, batch, precision), training_step(cbam, batch, precision)
+        networks = training_steps(args.network, precision, (None, "cbam"))
 
-        def on(build, step=cbam_step):
+        def on(build, step=networks["cbam"]):
             def run():
                 use(build)
                 step()
             return run
-        steps = {"none": plain_step, "other": on(other), "this": on(this)}
+        steps = {"none": networks[None], "other": on(other), "this": on(this)}
         times = interleaved_times(steps, args.repeats)
-        ms = {label: 1000 * statistics.median(values) for label, values in times.items()}
+        ms = medians_ms(times)
 
         def interval(base, variant):
             median, low, high = paired_overhead(times, base, variant)
