@@ -6,9 +6,13 @@
 
 Prints how many of the grid's runs the file holds, every run's validation accuracy by seed,
 and, once the baseline has two seeds, each configuration's mean, standard deviation and 95%
-interval with the paired difference to the baseline (same seeds) and its half-width; the
-same for the test accuracy of the headline comparison (baseline, SE, CBAM) only, since the
-test set is kept for that comparison and no choice is made on it. With --readme it replaces
+interval with the paired difference to the baseline (same seeds), its half-width and the
+seeds that difference's spread would need for a half-width of 0.5 points; the same for the
+test accuracy of the headline comparison (baseline, SE, CBAM) only, since the test set is
+kept for that comparison and no choice is made on it. Then what reaching 0.5 points
+everywhere would cost: the paired standard deviations pooled over the configurations, the
+seeds they ask for, the runs beyond the planned seeds and their machine time at the file's
+median run. With --readme it replaces
 the text between the two marker lines
 
     <!-- grid status: FILE -->
@@ -19,14 +23,18 @@ in that file (FILE as given on the command line), so that the README shows the f
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 import textwrap
 from pathlib import Path
 
-from cbam_tutorial.comparison import summarize
+from cbam_tutorial.comparison import seeds_for_half_width, summarize
 from cbam_tutorial.grids import GRIDS, expand_grid
 from cbam_tutorial.ledger import read_records
 
 END_MARKER = "<!-- end of grid status -->"
+TARGET_HALF_WIDTH = 0.5  # points: issue 13's bar for a resolved paired difference
+MACHINE_CORES = 2  # the development machines the CPU grids run on
 
 
 def accuracies(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
@@ -37,28 +45,69 @@ def accuracies(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
     return table
 
 
+def paired_differences(scores: dict[str, dict[int, float]], names: list[str]) -> dict[str, list[float]]:
+    """{name: [score - baseline score for each seed both have]} for every name but the baseline."""
+    base = scores.get("baseline", {})
+    return {name: [scores[name][s] - base[s] for s in sorted(set(scores[name]) & set(base))]
+            for name in names if name != "baseline" and name in scores}
+
+
 def interval_table(records: list[dict], names: list[str], metric: str) -> list[str]:
     """Markdown rows from comparison.summarize: mean, sd and 95% interval of each name with two
-    seeds or more, and the paired difference to the baseline over two or more shared seeds."""
+    seeds or more, the paired difference to the baseline over two or more shared seeds, and the
+    seeds whose interval that difference's spread would bring to TARGET_HALF_WIDTH."""
     summary = summarize([r for r in records if r["configuration"]["name"] in names], metric)
+    differences = paired_differences(accuracies(records, metric), names)
     split = {"val": "Validation", "test": "Test"}[metric]
     lines = [textwrap.fill(f"{split} accuracy (%) over the seeds run so far, and the paired difference "
-                           "to the baseline over the seeds both have; 95% t-intervals:", 92), "",
-             "| configuration | seeds | mean | sd | 95% interval | vs baseline | 95% interval | half-width |",
-             "|---|---|---|---|---|---|---|---|"]
+                           "to the baseline over the seeds both have; 95% t-intervals; the last column is "
+                           f"the number of seeds at which a difference with this spread has a half-width of "
+                           f"{TARGET_HALF_WIDTH} points (a planning figure):", 92), "",
+             "| configuration | seeds | mean | sd | 95% interval | vs baseline | 95% interval | half-width "
+             f"| seeds for ±{TARGET_HALF_WIDTH} |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in (n for n in names if n in summary.index and summary.at[n, "runs"] >= 2):
         row = summary.loc[name]
         line = (f"| {name} | {row['runs']:.0f} | {row['accuracy %']:.2f} | {row['sd']:.2f} | "
                 f"{row['95% CI low']:.2f} to {row['95% CI high']:.2f} |")
         if name == "baseline":
-            line += " reference | | |"
+            line += " reference | | | |"
         elif row["paired seeds"] >= 2:
             low, high = row["vs baseline CI low"], row["vs baseline CI high"]
-            line += f" {row['vs baseline']:+.2f} | {low:+.2f} to {high:+.2f} | {(high - low) / 2:.2f} |"
+            needed = seeds_for_half_width(statistics.stdev(differences[name]), TARGET_HALF_WIDTH)
+            line += f" {row['vs baseline']:+.2f} | {low:+.2f} to {high:+.2f} | {(high - low) / 2:.2f} | {needed} |"
         else:
-            line += " | | |"
+            line += " | | | |"
         lines.append(line)
     return lines
+
+
+def cost_of_resolution(records: list[dict], names: list[str], seeds: int) -> str:
+    """What a half-width of TARGET_HALF_WIDTH for every paired validation difference would take:
+    the paired standard deviations pooled over the configurations (each weighted by its degrees
+    of freedom), the seeds that pooled spread asks for, and the runs beyond `seeds` with their
+    machine time at the file's median run (train_seconds x threads, over MACHINE_CORES)."""
+    differences = {name: values for name, values in
+                   paired_differences(accuracies(records, "val"), names).items() if len(values) >= 2}
+    if not differences:
+        return ""
+    freedom = sum(len(values) - 1 for values in differences.values())
+    pooled = math.sqrt(sum((len(values) - 1) * statistics.variance(values)
+                           for values in differences.values()) / freedom)
+    needed = seeds_for_half_width(pooled, TARGET_HALF_WIDTH)
+    extra_runs = max(0, needed - seeds) * len(names)
+    core_seconds = statistics.median(r["train_seconds"] * r["provenance"]["threads"] for r in records)
+    hours = extra_runs * core_seconds / MACHINE_CORES / 3600
+    text = (f"Pooled over the {len(differences)} configurations' paired validation differences "
+            f"({freedom} degrees of freedom), the spread between seeds is {pooled:.2f} points; a difference "
+            f"with that spread has a 95% half-width of {TARGET_HALF_WIDTH} points at {needed} seeds. ")
+    if extra_runs:
+        text += (f"That is {needed - seeds} seeds beyond the {seeds} planned, {extra_runs} more runs of "
+                 f"{len(names)} configurations: at this file's median run ({core_seconds:,.0f} core-seconds), "
+                 f"about {hours:.0f} hours of a {MACHINE_CORES}-core machine.")
+    else:
+        text += f"The {seeds} planned seeds reach it."
+    return textwrap.fill(text + " A planning figure: the spread is itself estimated from the seeds so far.", 92)
 
 
 def by_seed_table(scores: dict[str, dict[int, float]], names: list[str], seeds: list[int]) -> list[str]:
@@ -93,6 +142,7 @@ def status(records: list[dict], grid: str, seeds: int) -> str:
             "seeds of the baseline.", 92))
     else:
         lines += interval_table(records, order, "val")
+        lines += ["", cost_of_resolution(records, order, seeds)]
     if headline:
         lines += ["", "Test accuracy (%) of the headline comparison, the only one the test set is "
                   "reported for:", "", *by_seed_table(test, headline, seen)]

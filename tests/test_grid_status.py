@@ -1,0 +1,46 @@
+"""benchmarks/grid_status.py: the paired spread and what resolving every difference costs,
+checked by hand on a made-up grid."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from grid_status import cost_of_resolution, paired_differences, status  # noqa: E402
+
+
+def record(name, seed, val, seconds=1000.0, threads=1):
+    return {"configuration": {"name": name}, "seed": seed, "val": {"accuracy": val / 100},
+            "test": {"accuracy": val / 100}, "train_seconds": seconds,
+            "provenance": {"threads": threads, "date": "2026-12-06T00:00:00+00:00"}}
+
+
+def test_paired_differences_use_only_the_seeds_both_have():
+    scores = {"baseline": {0: 90.0, 1: 91.0, 2: 90.5}, "cam": {0: 90.5, 2: 90.0}}
+    assert paired_differences(scores, ["baseline", "cam"]) == {"cam": [0.5, -0.5]}
+
+
+def test_the_cost_of_a_half_point_interval_by_hand():
+    # differences to the baseline: a: +0.2, -0.6, +0.4 (variance 0.28), b: 0, +1, -1 (variance 1)
+    records = [record("baseline", s, 90.0) for s in range(3)]
+    records += [record("a", s, 90.0 + d) for s, d in enumerate([0.2, -0.6, 0.4])]
+    records += [record("b", s, 90.0 + d, seconds=3000.0) for s, d in enumerate([0.0, 1.0, -1.0])]
+    text = " ".join(cost_of_resolution(records, ["baseline", "a", "b"], seeds=5).split())
+    assert "(4 degrees of freedom), the spread between seeds is 0.80 points" in text  # sqrt((0.56 + 2) / 4)
+    # 12 seeds give 2.201 * 0.8 / sqrt(12) = 0.508, 13 give 2.179 * 0.8 / sqrt(13) = 0.483
+    assert "half-width of 0.5 points at 13 seeds" in text
+    # 8 seeds beyond the 5 planned, for 3 configurations; the median run is 1000 core-seconds
+    assert "24 more runs of 3 configurations" in text
+    assert "about 3 hours of a 2-core machine" in text  # 24 * 1000 / 2 / 3600 = 3.3
+
+
+def test_a_grid_that_already_resolves_says_so():
+    records = [record(name, s, 90.0 + (0.1 * s if name == "a" else 0)) for name in ("baseline", "a")
+               for s in range(5)]
+    assert "The 5 planned seeds reach it." in " ".join(cost_of_resolution(records, ["baseline", "a"], 5).split())
+
+
+def test_the_status_of_a_real_grid_names_the_cost():
+    records = [record(name, s, 90.0 + 0.3 * ((s + i) % 3)) for i, name in enumerate(["baseline", "se"])
+               for s in range(3)]
+    text = status(records, "headline", 5)
+    assert "Runs in the file: 6 of 15" in text and "seeds for ±0.5" in text and "Pooled over" in text
