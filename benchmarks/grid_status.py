@@ -12,7 +12,9 @@ test accuracy of the headline comparison (baseline, SE, CBAM) only, since the te
 kept for that comparison and no choice is made on it. Then what reaching 0.5 points
 everywhere would cost: the paired standard deviations pooled over the configurations, the
 seeds they ask for, the runs beyond the planned seeds and their machine time at the file's
-median run. With --readme it replaces
+median run. Last, each of the paper's three tables that the grid holds, against the paper's own
+reference row of that table (e.g. max pooling against average pooling), paired by seed, beside
+the paper's ImageNet difference. With --readme it replaces
 the text between the two marker lines
 
     <!-- grid status: FILE -->
@@ -29,7 +31,7 @@ import textwrap
 from pathlib import Path
 
 from cbam_tutorial.comparison import seeds_for_half_width, summarize
-from cbam_tutorial.grids import GRIDS, expand_grid
+from cbam_tutorial.grids import GRIDS, PAPER_REFERENCE_ROWS, PAPER_TOP1_ERROR, expand_grid, grid_records
 from cbam_tutorial.ledger import read_records
 
 END_MARKER = "<!-- end of grid status -->"
@@ -119,6 +121,29 @@ def by_seed_table(scores: dict[str, dict[int, float]], names: list[str], seeds: 
     return lines
 
 
+def reference_table(records: list[dict], table: str) -> list[str]:
+    """Markdown rows: each configuration of the paper's `table` ("pooling", "spatial" or
+    "arrangement") but the baseline, paired by seed with the paper's reference row of that table
+    (validation accuracy), beside the paper's ImageNet top-1 difference (ResNet-50, points of
+    accuracy: the reference row's error minus the configuration's)."""
+    reference = PAPER_REFERENCE_ROWS[table]
+    rows = {(r["configuration"]["name"], r["seed"]): r
+            for r in grid_records(records, table) + [r for r in records if r["configuration"]["name"] == reference]}
+    summary = summarize(list(rows.values()), "val", baseline=reference)
+    lines = [f"| {table}: configuration | seeds | vs {reference} | 95% interval | half-width | paper (ImageNet) |",
+             "|---|---|---|---|---|---|"]
+    for config in GRIDS[table]:
+        name = config.name
+        if name in ("baseline", reference) or name not in summary.index or not summary.at[name, "paired seeds"] >= 2:
+            continue
+        row = summary.loc[name]
+        low, high = row["vs baseline CI low"], row["vs baseline CI high"]
+        paper = PAPER_TOP1_ERROR[reference] - PAPER_TOP1_ERROR[name]
+        lines.append(f"| {name} | {row['paired seeds']:.0f} | {row['vs baseline']:+.2f} | {low:+.2f} to {high:+.2f} "
+                     f"| {(high - low) / 2:.2f} | {paper:+.2f} |")
+    return lines
+
+
 def status(records: list[dict], grid: str, seeds: int) -> str:
     """The grid's progress; validation accuracy for every configuration, and test accuracy for
     the headline comparison only (baseline, SE, CBAM), the one the test set is kept for."""
@@ -148,6 +173,14 @@ def status(records: list[dict], grid: str, seeds: int) -> str:
                   "reported for:", "", *by_seed_table(test, headline, seen)]
         if len(test.get("baseline", {})) >= 2:
             lines += ["", *interval_table(records, headline, "test")]
+    tables = [t for t in PAPER_REFERENCE_ROWS if {c.name for c in GRIDS[t]} <= set(order)]
+    tables = [t for t in tables if len(val.get(PAPER_REFERENCE_ROWS[t], {})) >= 2]
+    if tables:
+        lines += ["", textwrap.fill(
+            "Each of the paper's tables against its own reference row (validation accuracy, paired by "
+            "seed, 95% t-intervals), beside the paper's ImageNet top-1 difference (ResNet-50, one run):", 92)]
+        for table in tables:
+            lines += ["", *reference_table(records, table)]
     return "\n".join(lines)
 
 

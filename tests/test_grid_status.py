@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from grid_status import cost_of_resolution, paired_differences, status  # noqa: E402
+from grid_status import cost_of_resolution, paired_differences, reference_table, status  # noqa: E402
 
 
 def record(name, seed, val, seconds=1000.0, threads=1):
@@ -44,3 +44,16 @@ def test_the_status_of_a_real_grid_names_the_cost():
                for s in range(3)]
     text = status(records, "headline", 5)
     assert "Runs in the file: 6 of 15" in text and "seeds for ±0.5" in text and "Pooled over" in text
+
+
+def test_a_paper_table_is_paired_with_its_own_reference_row_beside_the_paper():
+    # pooling: cam max - cam avg per seed: +0.3, +0.5, +0.1 -> mean +0.30, sd 0.2,
+    # half-width 4.303 * 0.2 / sqrt(3) = 0.50; the paper: 23.14 - 23.20 = -0.06 points
+    offsets = {"baseline": [0, 0, 0], "cam avg": [0.2, 0.0, 0.4], "cam max": [0.5, 0.5, 0.5],
+               "cam avg+max": [0.2, 0.0, 0.4]}
+    records = [record(name, s, 90.0 + d) for name, ds in offsets.items() for s, d in enumerate(ds)]
+    rows = reference_table(records, "pooling")
+    assert rows[0].startswith("| pooling: configuration | seeds | vs cam avg |")
+    assert rows[2] == "| cam max | 3 | +0.30 | -0.20 to +0.80 | 0.50 | -0.06 |"
+    assert rows[3] == "| cam avg+max | 3 | +0.00 | +0.00 to +0.00 | 0.00 | +0.34 |"
+    assert len(rows) == 4  # neither the baseline nor the reference row against itself
