@@ -30,7 +30,7 @@ import statistics
 import textwrap
 from pathlib import Path
 
-from cbam_tutorial.comparison import seeds_for_half_width, summarize
+from cbam_tutorial.comparison import compare, seeds_for_half_width, summarize
 from cbam_tutorial.grids import GRIDS, PAPER_REFERENCE_ROWS, PAPER_TOP1_ERROR, expand_grid, grid_records
 from cbam_tutorial.ledger import read_records
 
@@ -47,19 +47,12 @@ def accuracies(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
     return table
 
 
-def paired_differences(scores: dict[str, dict[int, float]], names: list[str]) -> dict[str, list[float]]:
-    """{name: [score - baseline score for each seed both have]} for every name but the baseline."""
-    base = scores.get("baseline", {})
-    return {name: [scores[name][s] - base[s] for s in sorted(set(scores[name]) & set(base))]
-            for name in names if name != "baseline" and name in scores}
-
-
 def interval_table(records: list[dict], names: list[str], metric: str) -> list[str]:
     """Markdown rows from comparison.summarize: mean, sd and 95% interval of each name with two
     seeds or more, the paired difference to the baseline over two or more shared seeds, and the
     seeds whose interval that difference's spread would bring to TARGET_HALF_WIDTH."""
     summary = summarize([r for r in records if r["configuration"]["name"] in names], metric)
-    differences = paired_differences(accuracies(records, metric), names)
+    comparisons = {c.configuration: c for c in compare(summary)}
     split = {"val": "Validation", "test": "Test"}[metric]
     lines = [textwrap.fill(f"{split} accuracy (%) over the seeds run so far, and the paired difference "
                            "to the baseline over the seeds both have; 95% t-intervals; the last column is "
@@ -76,7 +69,7 @@ def interval_table(records: list[dict], names: list[str], metric: str) -> list[s
             line += " reference | | | |"
         elif row["paired seeds"] >= 2:
             low, high = row["vs baseline CI low"], row["vs baseline CI high"]
-            needed = seeds_for_half_width(statistics.stdev(differences[name]), TARGET_HALF_WIDTH)
+            needed = comparisons[name].seeds_for(TARGET_HALF_WIDTH)
             line += f" {row['vs baseline']:+.2f} | {low:+.2f} to {high:+.2f} | {(high - low) / 2:.2f} | {needed} |"
         else:
             line += " | | | |"
@@ -89,18 +82,17 @@ def cost_of_resolution(records: list[dict], names: list[str], seeds: int) -> str
     the paired standard deviations pooled over the configurations (each weighted by its degrees
     of freedom), the seeds that pooled spread asks for, and the runs beyond `seeds` with their
     machine time at the file's median run (train_seconds x threads, over MACHINE_CORES)."""
-    differences = {name: values for name, values in
-                   paired_differences(accuracies(records, "val"), names).items() if len(values) >= 2}
-    if not differences:
+    summary = summarize([r for r in records if r["configuration"]["name"] in names], "val")
+    comparisons = [c for c in compare(summary) if c.seeds >= 2]
+    if not comparisons:
         return ""
-    freedom = sum(len(values) - 1 for values in differences.values())
-    pooled = math.sqrt(sum((len(values) - 1) * statistics.variance(values)
-                           for values in differences.values()) / freedom)
+    freedom = sum(c.seeds - 1 for c in comparisons)
+    pooled = math.sqrt(sum((c.seeds - 1) * c.spread ** 2 for c in comparisons) / freedom)
     needed = seeds_for_half_width(pooled, TARGET_HALF_WIDTH)
     extra_runs = max(0, needed - seeds) * len(names)
     core_seconds = statistics.median(r["train_seconds"] * r["provenance"]["threads"] for r in records)
     hours = extra_runs * core_seconds / MACHINE_CORES / 3600
-    text = (f"Pooled over the {len(differences)} configurations' paired validation differences "
+    text = (f"Pooled over the {len(comparisons)} configurations' paired validation differences "
             f"({freedom} degrees of freedom), the spread between seeds is {pooled:.2f} points; a difference "
             f"with that spread has a 95% half-width of {TARGET_HALF_WIDTH} points at {needed} seeds. ")
     if extra_runs:

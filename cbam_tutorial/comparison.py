@@ -170,6 +170,21 @@ class Comparison:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
+    @property
+    def spread(self) -> float:
+        """Standard deviation of the per-seed differences, recovered from the interval
+        (half-width = t(seeds - 1) * spread / sqrt(seeds)); NaN with one seed."""
+        if self.seeds < 2:
+            return math.nan
+        return self.half_width * math.sqrt(self.seeds) / t_quantile_975(self.seeds - 1)
+
+    def seeds_for(self, half_width: float) -> int:
+        """Seeds at which a difference with this spread has a 95% interval of +-`half_width`
+        (see seeds_for_half_width); a planning figure, as this spread is itself estimated."""
+        if self.seeds < 2:
+            raise ValueError(f"{self.configuration}: one seed has no spread to plan from; run a second seed")
+        return seeds_for_half_width(self.spread, half_width)
+
     def sentence(self) -> str:
         if self.outcome is Outcome.NO_INTERVAL:
             return (f"{self.configuration}: {self.difference:+.2f} points over {self.reference} from a single "

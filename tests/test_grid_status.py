@@ -5,18 +5,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from grid_status import cost_of_resolution, paired_differences, reference_table, status  # noqa: E402
+from grid_status import cost_of_resolution, reference_table, status  # noqa: E402
 
 
 def record(name, seed, val, seconds=1000.0, threads=1):
     return {"configuration": {"name": name}, "seed": seed, "val": {"accuracy": val / 100},
             "test": {"accuracy": val / 100}, "train_seconds": seconds,
             "provenance": {"threads": threads, "date": "2026-12-06T00:00:00+00:00"}}
-
-
-def test_paired_differences_use_only_the_seeds_both_have():
-    scores = {"baseline": {0: 90.0, 1: 91.0, 2: 90.5}, "cam": {0: 90.5, 2: 90.0}}
-    assert paired_differences(scores, ["baseline", "cam"]) == {"cam": [0.5, -0.5]}
 
 
 def test_the_cost_of_a_half_point_interval_by_hand():

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from cbam_tutorial.comparison import mean_interval, seeds_for_half_width, t_quantile_975
+from cbam_tutorial.comparison import compare, mean_interval, seeds_for_half_width, summarize, t_quantile_975
 
 
 def test_t_quantile_matches_scipy_for_every_degree_of_freedom():
@@ -49,3 +49,19 @@ def test_the_count_is_the_first_that_reaches_the_target(sd):
 def test_impossible_settings_are_refused_with_a_reason(sd, half_width):
     with pytest.raises(ValueError, match="sd must|half_width must"):
         seeds_for_half_width(sd, half_width)
+
+
+def test_a_comparison_knows_its_spread_and_the_seeds_it_would_need():
+    # differences to the baseline: +0.3, +0.5, +0.1 points: sd 0.2, by hand
+    scores = {"baseline": [90.0, 90.0, 90.0, 91.0], "cam avg": [90.3, 90.5, 90.1], "se": [90.7]}
+    records = [{"configuration": {"name": name}, "seed": seed, "val": {"accuracy": value / 100}}
+               for name, values in scores.items() for seed, value in enumerate(values)]
+    comparisons = {c.configuration: c for c in compare(summarize(records))}
+    assert comparisons["cam avg"].spread == pytest.approx(0.2, abs=1e-9)
+    # 0.2 points of spread: 2 seeds give 12.706 * 0.2 / sqrt(2) = 1.80, 4 give 3.182 * 0.2 / 2 = 0.318,
+    # 3 give 4.303 * 0.2 / sqrt(3) = 0.497
+    assert comparisons["cam avg"].seeds_for(0.5) == 3 == seeds_for_half_width(0.2, 0.5)
+    assert comparisons["cam avg"].seeds_for(0.32) == 4
+    assert math.isnan(comparisons["se"].spread)
+    with pytest.raises(ValueError, match="one seed has no spread"):
+        comparisons["se"].seeds_for(0.5)
