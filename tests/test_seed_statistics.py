@@ -65,3 +65,16 @@ def test_a_comparison_knows_its_spread_and_the_seeds_it_would_need():
     assert math.isnan(comparisons["se"].spread)
     with pytest.raises(ValueError, match="one seed has no spread"):
         comparisons["se"].seeds_for(0.5)
+
+
+def test_chapter_6_worked_example_counts_as_the_package_does():
+    import nbformat
+    from pathlib import Path
+
+    chapter = Path(__file__).resolve().parents[1] / "chapters" / "06_ablation_channel_pooling.ipynb"
+    solution = next(c.source for c in nbformat.read(chapter, as_version=4).cells
+                    if c.source.startswith("````{solution} ex-abl-pooling\n"))
+    assert "7 for $s_d = 0.3$, 46 for\n$s_d = 1$" in solution
+    assert (seeds_for_half_width(0.3, 0.3), seeds_for_half_width(1.0, 0.3)) == (7, 46)
+    assert "says 4 and 43" in solution
+    assert (math.ceil((1.96 * 0.3 / 0.3) ** 2), math.ceil((1.96 * 1.0 / 0.3) ** 2)) == (4, 43)
