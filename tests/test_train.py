@@ -22,7 +22,10 @@ from cbam_tutorial.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # the ResNet-20 recipe on a small subset (the fast recipe's own tiny runs: test_fast_recipe.py)
-TINY = dict(profile="demo", train_subset=1024, val_subset=500, batch_size=128, epochs=2, progress=False)
+# test_subset: scoring the whole test set (10,000 images, twice with flip TTA) cost more than the
+# training itself and made these the slowest unit tests
+TINY = dict(profile="demo", train_subset=1024, val_subset=500, test_subset=1_000, batch_size=128, epochs=2,
+            progress=False)
 # Limits on the training subprocesses below guard against a hang, they do not check speed:
 # the unit tests once ran four times slower than usual on a machine that a training grid
 # shared, and 300 s was then too short for this file's resumed run.
@@ -36,8 +39,8 @@ def cifar10():
 
 def test_quick_training_learns_on_real_data(cifar10):
     # about 30 s on 2 cores; the time is not asserted (a loaded machine would fail it)
-    result = train(None, "cbam", profile="quick", epochs=3, train_subset=5000, data=cifar10,
-                   progress=False)
+    result = train(None, "cbam", profile="quick", epochs=3, train_subset=5000, test_subset=2_000,
+                   data=cifar10, progress=False)
     assert result.config["model"] == "fastnet"
     history = result.history
     assert [h["epoch"] for h in history] == [1, 2, 3]
@@ -82,8 +85,10 @@ def test_resuming_after_an_interruption_gives_the_same_numbers(cifar10, tmp_path
 
 def test_a_killed_process_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
+    # tiny: epochs of 512 images, each well over the 0.2 s between seeing the first checkpoint
+    # and the kill, so the process dies part way through
     command = [sys.executable, "-m", "cbam_tutorial", "train", "--model", "resnet20", "--attention", "se",
-               "--profile", "quick", "--epochs", "4", "--out", str(out), "--no-progress"]
+               "--profile", "tiny", "--epochs", "6", "--out", str(out), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     checkpoint = out / "checkpoint.pt"
@@ -94,15 +99,15 @@ def test_a_killed_process_resumes_from_its_last_checkpoint(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = torch.load(checkpoint, weights_only=True)["epoch"] + 1
-    assert 1 <= done < 4
+    assert 1 <= done < 6
     finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6]
     provenance = metrics["provenance"]
     for key in ("commit", "date", "torch", "torchvision", "device", "python"):
         assert provenance[key]
-    assert metrics["config"]["seed"] == 0 and metrics["config"]["profile"]["name"] == "quick"
+    assert metrics["config"]["seed"] == 0 and metrics["config"]["profile"]["name"] == "tiny"
     assert metrics["config"]["precision"] in ("bf16", "fp32")
     assert metrics["data"]["source"] in ("original", "jpeg-offline")
     assert metrics["train_seconds"] > 0
@@ -193,7 +198,7 @@ def test_progressive_resizing_and_cost_log(cifar10, tmp_path, monkeypatch):
     assert seen[1:9] == [24] * 8 and seen[9:11] == [32, 32] and seen[11:19] == [32] * 8
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert lines == [{"model": "resnet20", "attention": None, "profile": "demo", "epochs": 2,
-                      "train_images_seen": 2 * 1024, "evaluated_images": 500 + 10000,
+                      "train_images_seen": 2 * 1024, "evaluated_images": 500 + 1000,
                       "forward_flops_per_image": result.flops, "train_seconds": result.train_seconds}]
     with pytest.raises(ValueError, match="low_resolution must be an integer from 8 to 32 pixels"):
         train("resnet20", None, data=cifar10, low_resolution=40, low_resolution_epochs=1, **TINY)

@@ -55,7 +55,8 @@ def test_ablation_lab_cost_updates_with_each_option():
 
 
 def test_ablation_lab_trains_and_stops_on_request(cifar10):
-    lab = AblationLab(data=cifar10, profile="quick", epochs=3, train_subset=1024, val_subset=1000)
+    lab = AblationLab(data=cifar10, profile="quick", epochs=3, train_subset=1024, val_subset=1000,
+                      test_subset=1000)
     original = lab._on_epoch
 
     def stop_after_first(record):  # press Stop while the first epoch finishes
