@@ -96,7 +96,8 @@ def cost_of_resolution(records: list[dict], names: list[str], seeds: int) -> str
             f"({freedom} degrees of freedom), the spread between seeds is {pooled:.2f} points; a difference "
             f"with that spread has a 95% half-width of {TARGET_HALF_WIDTH} points at {needed} seeds. ")
     if extra_runs:
-        text += (f"That is {needed - seeds} seeds beyond the {seeds} planned, {extra_runs} more runs of "
+        more = needed - seeds
+        text += (f"That is {more} seed{'s' if more > 1 else ''} beyond the {seeds} planned, {extra_runs} more runs of "
                  f"{len(names)} configurations: at this file's median run ({core_seconds:,.0f} core-seconds), "
                  f"about {hours:.0f} hours of a {MACHINE_CORES}-core machine.")
     else:
