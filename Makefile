@@ -60,7 +60,7 @@ book: assets
 	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going
 
 test: assets chromium colab-env
-	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/colab_like
+	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/colab_like --durations=15
 	COLAB_PYTHON=$(abspath $(COLAB_VENV))/bin/python $(PY) -m pytest tests/colab_like -v -s
 	$(PY) .ci/stage_book.py $(STAGE)
 	$(PY) -m pytest --nbmake --nbmake-timeout=900 --overwrite $(STAGE)/chapters $(STAGE)/book
