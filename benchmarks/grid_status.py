@@ -30,8 +30,9 @@ import statistics
 import textwrap
 from pathlib import Path
 
+from cbam_tutorial.book.report import ablation_report
 from cbam_tutorial.comparison import compare, seeds_for_half_width, summarize
-from cbam_tutorial.grids import GRIDS, PAPER_REFERENCE_ROWS, PAPER_TOP1_ERROR, expand_grid, grid_records
+from cbam_tutorial.grids import GRIDS, PAPER_REFERENCE_ROWS, PAPER_TOP1_ERROR, expand_grid
 from cbam_tutorial.ledger import read_records
 
 END_MARKER = "<!-- end of grid status -->"
@@ -68,9 +69,9 @@ def interval_table(records: list[dict], names: list[str], metric: str) -> list[s
         if name == "baseline":
             line += " reference | | | |"
         elif row["paired seeds"] >= 2:
-            low, high = row["vs baseline CI low"], row["vs baseline CI high"]
-            needed = comparisons[name].seeds_for(TARGET_HALF_WIDTH)
-            line += f" {row['vs baseline']:+.2f} | {low:+.2f} to {high:+.2f} | {(high - low) / 2:.2f} | {needed} |"
+            c = comparisons[name]
+            line += (f" {c.difference:+.2f} | {c.low:+.2f} to {c.high:+.2f} | {c.half_width:.2f} "
+                     f"| {c.seeds_for(TARGET_HALF_WIDTH)} |")
         else:
             line += " | | | |"
         lines.append(line)
@@ -119,21 +120,16 @@ def reference_table(records: list[dict], table: str) -> list[str]:
     "arrangement") but the baseline, paired by seed with the paper's reference row of that table
     (validation accuracy), beside the paper's ImageNet top-1 difference (ResNet-50, points of
     accuracy: the reference row's error minus the configuration's)."""
-    reference = PAPER_REFERENCE_ROWS[table]
-    rows = {(r["configuration"]["name"], r["seed"]): r
-            for r in grid_records(records, table) + [r for r in records if r["configuration"]["name"] == reference]}
-    summary = summarize(list(rows.values()), "val", baseline=reference)
+    report = ablation_report(table, records)  # the chapters' pairing with the reference row
+    reference = report.reference_row
+    against = {c.configuration: c for c in report.reference_comparisons if c.seeds >= 2}
     lines = [f"| {table}: configuration | seeds | vs {reference} | 95% interval | half-width | paper (ImageNet) |",
              "|---|---|---|---|---|---|"]
-    for config in GRIDS[table]:
-        name = config.name
-        if name in ("baseline", reference) or name not in summary.index or not summary.at[name, "paired seeds"] >= 2:
-            continue
-        row = summary.loc[name]
-        low, high = row["vs baseline CI low"], row["vs baseline CI high"]
+    for name in (c.name for c in GRIDS[table] if c.name != "baseline" and c.name in against):
+        c = against[name]
         paper = PAPER_TOP1_ERROR[reference] - PAPER_TOP1_ERROR[name]
-        lines.append(f"| {name} | {row['paired seeds']:.0f} | {row['vs baseline']:+.2f} | {low:+.2f} to {high:+.2f} "
-                     f"| {(high - low) / 2:.2f} | {paper:+.2f} |")
+        lines.append(f"| {name} | {c.seeds} | {c.difference:+.2f} | {c.low:+.2f} to {c.high:+.2f} "
+                     f"| {c.half_width:.2f} | {paper:+.2f} |")
     return lines
 
 
