@@ -72,6 +72,20 @@ def seeds_for_half_width(sd: float, half_width: float = 0.5) -> int:
     return n
 
 
+def welch_half_width(variance_a: float, n_a: int, variance_b: float, n_b: int) -> float:
+    """Half-width of the 95% interval for the difference of the means of two independent
+    samples (sizes n_a, n_b >= 2, sample variances given) without assuming equal variances:
+    Welch's interval, its Welch-Satterthwaite degrees of freedom rounded down (the
+    conservative choice, as t_quantile_975 takes whole degrees)."""
+    if n_a < 2 or n_b < 2:
+        raise ValueError(f"each sample needs at least 2 values for a variance, got {n_a} and {n_b}")
+    a, b = variance_a / n_a, variance_b / n_b
+    if a + b == 0:
+        return 0.0
+    dof = (a + b) ** 2 / (a ** 2 / (n_a - 1) + b ** 2 / (n_b - 1))
+    return t_quantile_975(max(1, math.floor(dof))) * math.sqrt(a + b)
+
+
 def median_interval(values, confidence: float = 0.95) -> tuple:
     """(median, low, high): a distribution-free interval for the median of `values` (timings).
 
@@ -216,6 +230,59 @@ def verdicts(table, reference: str = "baseline") -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Replication:
+    """One comparison measured in two independent grids (another machine, schedule or set
+    of runs): the gap between the two differences, with the 95% interval of that gap.
+
+    The two grids' runs share nothing, so the gap's interval is Welch's for two independent
+    means, each grid's per-seed differences summarised by the Comparison's spread and seeds.
+    It includes zero when the second grid agrees with the first within their joint spread.
+    """
+
+    first: Comparison
+    second: Comparison
+
+    def __post_init__(self) -> None:
+        if (self.first.configuration, self.first.reference) != (self.second.configuration,
+                                                                  self.second.reference):
+            raise ValueError(f"a replication compares the same comparison twice, got {self.first.configuration!r} "
+                             f"vs {self.first.reference!r} and {self.second.configuration!r} vs "
+                             f"{self.second.reference!r}")
+
+    @property
+    def gap(self) -> float:
+        """second difference - first difference, in points."""
+        return self.second.difference - self.first.difference
+
+    @property
+    def gap_half_width(self) -> float:
+        """Half-width of the gap's 95% interval; NaN when either grid has a single seed."""
+        if self.first.seeds < 2 or self.second.seeds < 2:
+            return math.nan
+        return welch_half_width(self.first.spread ** 2, self.first.seeds,
+                                self.second.spread ** 2, self.second.seeds)
+
+    @property
+    def agrees(self) -> bool:
+        """The gap's interval includes zero: the grids do not disagree beyond their spread
+        (which is not a proof that they measure the same difference)."""
+        return abs(self.gap) <= self.gap_half_width
+
+    @property
+    def same_outcome(self) -> bool:
+        """Both grids reach the same verdict (better, worse or within the seed spread)."""
+        return self.first.outcome is self.second.outcome
+
+
+def replicate(first: list[Comparison], second: list[Comparison]) -> list[Replication]:
+    """A Replication for each comparison (configuration against its reference row) found in
+    both lists, in the order of `first`."""
+    by_key = {(c.configuration, c.reference): c for c in second}
+    return [Replication(c, by_key[(c.configuration, c.reference)]) for c in first
+            if (c.configuration, c.reference) in by_key]
+
+
+@dataclass(frozen=True)
 class PairingGain:
     """How much pairing by seed narrows the 95% interval of a difference (in points).
 
@@ -254,9 +321,6 @@ def pairing_gain(records: list[dict], configuration: str, reference: str = "base
     a = [scores[configuration][s] for s in seeds]
     b = [scores[reference][s] for s in seeds]
     _, _, paired = mean_interval(x - y for x, y in zip(a, b))
-    var_a, var_b, n = statistics.variance(a), statistics.variance(b), len(seeds)
-    standard_error = math.sqrt(var_a / n + var_b / n)
-    # Welch-Satterthwaite degrees of freedom, rounded down (the conservative choice)
-    dof = (var_a / n + var_b / n) ** 2 / ((var_a / n) ** 2 / (n - 1) + (var_b / n) ** 2 / (n - 1))
-    unpaired = t_quantile_975(max(1, math.floor(dof))) * standard_error
+    n = len(seeds)
+    unpaired = welch_half_width(statistics.variance(a), n, statistics.variance(b), n)
     return PairingGain(configuration, reference, n, paired, unpaired, statistics.correlation(a, b))
