@@ -52,10 +52,11 @@ def test_fp16_path_runs_on_the_cpu_with_its_grad_scaler_and_warns(monkeypatch, m
             return scaled
 
     monkeypatch.setattr(torch.amp, "GradScaler", RecordingScaler)
-    data = synthetic_cifar10(test_per_class=5)  # fp16 on a CPU is slow: keep it tiny
+    # fp16 on a CPU is slow (a convolution's backward takes seconds per image): two batches of 8
+    data = synthetic_cifar10(test_per_class=2)
     with pytest.warns(RuntimeWarning, match="fp16 on a CPU is emulated"):
         result = train(model, None, profile="tiny", precision="fp16", device="cpu", data=data,
-                       train_subset=64, val_subset=50, batch_size=32, progress=False)
+                       train_subset=16, val_subset=20, batch_size=8, progress=False)
     assert result.config["precision"] == "fp16"
     assert len(scales) == 2 and scales[0] == pytest.approx(65536.0)  # GradScaler's initial scale: it is on
     assert torch.isfinite(torch.tensor(result.history[0]["train_loss"]))
