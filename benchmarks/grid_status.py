@@ -1,7 +1,7 @@
 """The status of a grid that is still being run, as Markdown for results/README.md.
 
-    python benchmarks/grid_status.py results/ablation-all-cpu-15ep.jsonl --grid all --seeds 5
-    python benchmarks/grid_status.py results/ablation-all-cpu-15ep.jsonl --grid all --seeds 5 \
+    python benchmarks/grid_status.py results/ablation-all-cpu-15ep.jsonl --grid all --seeds 6
+    python benchmarks/grid_status.py results/ablation-all-cpu-15ep.jsonl --grid all --seeds 6 \
         --readme results/README.md
 
 Prints how many of the grid's runs the file holds, every run's validation accuracy by seed,
