@@ -1,10 +1,11 @@
-"""Reading the results files that benchmark scripts write (not the grid runner's ledgers)."""
+"""Reading the committed results files: benchmark scripts' lines and a grid's setup."""
 import json
 
 import pytest
 
 from cbam_tutorial.book import reference
-from cbam_tutorial.book.reference import reference_lines, reference_names
+from cbam_tutorial.book.reference import (GridSetup, grid_setup, reference_lines, reference_names,
+                                         reference_records)
 
 
 def test_every_recipe_ablation_line_is_read_with_its_variant():
@@ -29,3 +30,38 @@ def test_a_missing_file_says_where_results_come_from(tmp_path, monkeypatch):
     monkeypatch.setattr(reference, "results_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="ship with the repository"):
         reference_lines("train/none.jsonl")
+
+
+def _record(key="grid/baseline/seed=0", device="CPU Intel Xeon, 1 threads", epochs=15, source="jpeg-offline"):
+    return {"key": key, "profile": "grid", "data": {"source": source},
+            "config": {"profile": {"description": "two epochs of something", "epochs": epochs}},
+            "provenance": {"device": device}}
+
+
+def test_a_grid_setup_is_read_from_its_records_without_the_thread_count():
+    setup = grid_setup([_record(), _record(key="grid/se/seed=0", device="CPU Intel Xeon, 2 threads")])
+    assert setup == GridSetup("grid", "two epochs of something", 15, "CPU Intel Xeon", "jpeg-offline")
+    assert setup.sentence() == "the “grid” profile (two epochs of something), on CPU Intel Xeon"
+    assert setup.schedule() == "15 epochs, CPU Intel Xeon"
+
+
+def test_the_committed_grids_each_have_one_setup():
+    gpu = grid_setup(reference_records("ablation-all-gpu.jsonl"))
+    assert (gpu.profile, gpu.epochs, gpu.machine) == ("gpu", 13, "NVIDIA H100 80GB HBM3")
+    cpu = grid_setup(reference_records("ablation-all-cpu-15ep.jsonl"))
+    assert (cpu.profile, cpu.epochs, cpu.data) == ("grid", 15, "jpeg-offline")
+    assert cpu.machine.startswith("CPU ") and "threads" not in cpu.machine
+
+
+@pytest.mark.parametrize("odd, field", [(_record(epochs=13), "epochs"),
+                                        (_record(device="NVIDIA T4"), "machine"),
+                                        (_record(source="torchvision"), "data")])
+def test_records_of_different_setups_are_refused_with_the_run_that_differs(odd, field):
+    odd["key"] = "grid/odd/seed=1"
+    with pytest.raises(ValueError, match=rf"'grid/odd/seed=1' has {field} .*one grid's runs in one file"):
+        grid_setup([_record(), odd])
+
+
+def test_no_records_have_no_setup():
+    with pytest.raises(ValueError, match="run the grid first"):
+        grid_setup([])

@@ -1,6 +1,7 @@
 """The committed reference results (results/ in the repository), for the chapters.
 
     records = reference_records("ablation-all-gpu.jsonl")
+    setup = grid_setup(records)      # setup.sentence(): how every run of the grid was made
     run = reference_json("train/cpu-resnet20-cbam-seed0-attempt2-lr0.4.json")
     names = reference_names("train/cpu-fastnet-cbam-seed*.json")
     book_model = reference_or_trained_model("cbam", data)    # results/models/, else trained here
@@ -8,7 +9,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from torch import nn
@@ -57,6 +59,62 @@ def reference_lines(name: str) -> list[dict]:
             raise ValueError(f"{path}, line {number}: not JSON ({error}); restore the file from git "
                              "or rerun the command in results/README.md") from error
     return lines
+
+
+@dataclass(frozen=True)
+class GridSetup:
+    """How every run of a grid was made, as the chapters describe it.
+
+    profile: the training profile's name ("gpu", "grid"); description: the profile's own
+    sentence; epochs: the schedule's length; machine: the device without the thread count
+    (a CPU grid may mix one- and two-thread workers); data: which copy of CIFAR-10.
+    """
+
+    profile: str
+    description: str
+    epochs: int
+    machine: str
+    data: str
+
+    def sentence(self) -> str:
+        """E.g. 'the “gpu” profile (a chapter's training cell on a GPU ...), on NVIDIA H100'."""
+        return f"the “{self.profile}” profile ({self.description}), on {self.machine}"
+
+    def schedule(self) -> str:
+        """E.g. '13 epochs, NVIDIA H100 80GB HBM3'."""
+        return f"{self.epochs} epochs, {self.machine}"
+
+
+def run_setup(record: dict) -> GridSetup:
+    """The setup of one run's record (the ablation runner's ledger line)."""
+    profile = record["config"]["profile"]
+    return GridSetup(
+        profile=record["profile"],
+        description=profile["description"],
+        epochs=profile["epochs"],
+        machine=re.sub(r", \d+ threads?$", "", record["provenance"]["device"]),
+        data=record["data"]["source"],
+    )
+
+
+def grid_setup(records: list[dict]) -> GridSetup:
+    """The one setup that every record of a grid shares; a ValueError if the records are
+    empty or were made in different setups (their comparison would then mix profiles,
+    schedules, machines or copies of the data)."""
+    if not records:
+        raise ValueError("no records: a grid's setup is read from its runs; run the grid first "
+                         "(the command is in results/README.md)")
+    setups = [run_setup(record) for record in records]
+    first = setups[0]
+    for record, setup in zip(records, setups):
+        for field in fields(GridSetup):
+            theirs, ours = getattr(setup, field.name), getattr(first, field.name)
+            if theirs != ours:
+                raise ValueError(
+                    f"the records mix setups: run {record.get('key', '?')!r} has {field.name} "
+                    f"{theirs!r}, the first run {ours!r}; keep one grid's runs in one file "
+                    "(results/README.md gives each grid's command)")
+    return first
 
 
 def reference_json(name: str) -> dict:
