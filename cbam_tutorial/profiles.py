@@ -195,12 +195,20 @@ def choose_profile(requested: str | None = None, device: torch.device | None = N
 
 
 def resolve_profile(profile: str | Profile | None, device: torch.device, overrides: dict) -> Profile:
-    """The named (or chosen) profile with `overrides` replacing single fields, validated."""
+    """The named (or chosen) profile with `overrides` replacing single fields, validated.
+
+    The description gains what the overrides changed (e.g. "...; run with epochs=15
+    instead"), so that a results file's description never contradicts the fields it ran."""
     chosen = profile if isinstance(profile, Profile) else choose_profile(profile, device)
     if overrides:
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Profile)})
         if unknown:
             raise ValueError(f"unknown profile field(s) {unknown}; valid: "
                              f"{', '.join(f.name for f in dataclasses.fields(Profile))}")
+        changed = {name: value for name, value in overrides.items()
+                   if name not in ("name", "description") and getattr(chosen, name) != value}
+        if changed and "description" not in overrides:
+            listed = ", ".join(f"{name}={value!r}" for name, value in changed.items())
+            overrides = {**overrides, "description": f"{chosen.description}; run with {listed} instead"}
         chosen = dataclasses.replace(chosen, **overrides)
     return chosen

@@ -167,6 +167,19 @@ def test_bad_settings(cifar10):
         train("resnet20", profile="quick", data=cifar10, seed=-1)
 
 
+def test_an_overridden_profile_says_what_ran_instead_of_its_defaults():
+    cpu = torch.device("cpu")
+    grid = PROFILES["grid"]
+    longer = profiles.resolve_profile("grid", cpu, {"epochs": 15, "seeds": (0,)})
+    assert longer.epochs == 15
+    assert longer.description == f"{grid.description}; run with epochs=15, seeds=(0,) instead"
+    # an override equal to the profile's own value, or none, leaves the description alone
+    assert profiles.resolve_profile("grid", cpu, {"epochs": grid.epochs}).description == grid.description
+    assert profiles.resolve_profile("grid", cpu, {}).description == grid.description
+    chosen = profiles.resolve_profile("grid", cpu, {"epochs": 2, "description": "a short check"})
+    assert chosen.description == "a short check"
+
+
 def test_command_line_help_explains_every_option():
     result = subprocess.run([sys.executable, "-m", "cbam_tutorial", "train", "--help"], cwd=ROOT,
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
