@@ -40,21 +40,30 @@ def _record(key="grid/baseline/seed=0", device="CPU Intel Xeon, 1 threads", epoc
 
 def test_a_grid_setup_is_read_from_its_records_without_the_thread_count():
     setup = grid_setup([_record(), _record(key="grid/se/seed=0", device="CPU Intel Xeon, 2 threads")])
-    assert setup == GridSetup("grid", "two epochs of something", 15, "CPU Intel Xeon", "jpeg-offline")
+    assert setup == GridSetup("grid", "two epochs of something", 15, "jpeg-offline", (("CPU Intel Xeon", 2),))
     assert setup.sentence() == "the “grid” profile (two epochs of something), on CPU Intel Xeon"
     assert setup.schedule() == "15 epochs, CPU Intel Xeon"
 
 
+def test_a_grid_that_spans_machines_names_each_with_its_runs():
+    records = [_record(), _record(device="CPU AMD EPYC, 1 threads"), _record(device="CPU Intel Xeon, 1 threads"),
+               _record(device="CPU Other")]
+    setup = grid_setup(records)
+    assert setup.machines == (("CPU Intel Xeon", 2), ("CPU AMD EPYC", 1), ("CPU Other", 1))
+    assert setup.schedule() == "15 epochs, CPU Intel Xeon (2 runs), CPU AMD EPYC (1 run) and CPU Other (1 run)"
+
+
 def test_the_committed_grids_each_have_one_setup():
     gpu = grid_setup(reference_records("ablation-all-gpu.jsonl"))
-    assert (gpu.profile, gpu.epochs, gpu.machine) == ("gpu", 13, "NVIDIA H100 80GB HBM3")
-    cpu = grid_setup(reference_records("ablation-all-cpu-15ep.jsonl"))
+    assert (gpu.profile, gpu.epochs, gpu.machines) == ("gpu", 13, (("NVIDIA H100 80GB HBM3", 99),))
+    records = reference_records("ablation-all-cpu-15ep.jsonl")
+    cpu = grid_setup(records)
     assert (cpu.profile, cpu.epochs, cpu.data) == ("grid", 15, "jpeg-offline")
-    assert cpu.machine.startswith("CPU ") and "threads" not in cpu.machine
+    assert sum(runs for _, runs in cpu.machines) == len(records)
+    assert all(name.startswith("CPU ") and "threads" not in name for name, _ in cpu.machines)
 
 
 @pytest.mark.parametrize("odd, field", [(_record(epochs=13), "epochs"),
-                                        (_record(device="NVIDIA T4"), "machine"),
                                         (_record(source="torchvision"), "data")])
 def test_records_of_different_setups_are_refused_with_the_run_that_differs(odd, field):
     odd["key"] = "grid/odd/seed=1"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, fields
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -66,15 +67,26 @@ class GridSetup:
     """How every run of a grid was made, as the chapters describe it.
 
     profile: the training profile's name ("gpu", "grid"); description: the profile's own
-    sentence; epochs: the schedule's length; machine: the device without the thread count
-    (a CPU grid may mix one- and two-thread workers); data: which copy of CIFAR-10.
+    sentence; epochs: the schedule's length; data: which copy of CIFAR-10; machines: each
+    device that ran some of the runs, without the thread count (a CPU grid may mix one- and
+    two-thread workers), with its number of runs, in the order the file first names them.
+    A grid made over several sessions may span machines of one device type: the runs' key
+    covers the device type, not the model of the processor.
     """
 
     profile: str
     description: str
     epochs: int
-    machine: str
     data: str
+    machines: tuple[tuple[str, int], ...]
+
+    @property
+    def machine(self) -> str:
+        """E.g. 'NVIDIA H100 80GB HBM3', or 'CPU A (54 runs) and CPU B (3 runs)'."""
+        if len(self.machines) == 1:
+            return self.machines[0][0]
+        named = [f"{name} ({runs} run{'' if runs == 1 else 's'})" for name, runs in self.machines]
+        return ", ".join(named[:-1]) + " and " + named[-1]
 
     def sentence(self) -> str:
         """E.g. 'the “gpu” profile (a chapter's training cell on a GPU ...), on NVIDIA H100'."""
@@ -85,36 +97,34 @@ class GridSetup:
         return f"{self.epochs} epochs, {self.machine}"
 
 
-def run_setup(record: dict) -> GridSetup:
-    """The setup of one run's record (the ablation runner's ledger line)."""
-    profile = record["config"]["profile"]
-    return GridSetup(
-        profile=record["profile"],
-        description=profile["description"],
-        epochs=profile["epochs"],
-        machine=re.sub(r", \d+ threads?$", "", record["provenance"]["device"]),
-        data=record["data"]["source"],
-    )
+def run_machine(record: dict) -> str:
+    """The device that made a run's record, without the thread count."""
+    return re.sub(r", \d+ threads?$", "", record["provenance"]["device"])
 
 
 def grid_setup(records: list[dict]) -> GridSetup:
-    """The one setup that every record of a grid shares; a ValueError if the records are
-    empty or were made in different setups (their comparison would then mix profiles,
-    schedules, machines or copies of the data)."""
+    """The setup that every record of a grid shares, with the machines that ran it; a
+    ValueError if the records are empty or differ in profile, description, schedule or copy
+    of the data (their comparison would then mix what it compares)."""
     if not records:
         raise ValueError("no records: a grid's setup is read from its runs; run the grid first "
                          "(the command is in results/README.md)")
-    setups = [run_setup(record) for record in records]
-    first = setups[0]
-    for record, setup in zip(records, setups):
-        for field in fields(GridSetup):
-            theirs, ours = getattr(setup, field.name), getattr(first, field.name)
-            if theirs != ours:
+
+    def shared(record: dict) -> dict:
+        profile = record["config"]["profile"]
+        return {"profile": record["profile"], "description": profile["description"],
+                "epochs": profile["epochs"], "data": record["data"]["source"]}
+
+    first = shared(records[0])
+    for record in records[1:]:
+        for name, theirs in shared(record).items():
+            if theirs != first[name]:
                 raise ValueError(
-                    f"the records mix setups: run {record.get('key', '?')!r} has {field.name} "
-                    f"{theirs!r}, the first run {ours!r}; keep one grid's runs in one file "
-                    "(results/README.md gives each grid's command)")
-    return first
+                    f"the records mix setups: run {record.get('key', '?')!r} has {name} "
+                    f"{theirs!r}, the first run {first[name]!r}; keep one grid's runs in one "
+                    "file (results/README.md gives each grid's command)")
+    machines = Counter(run_machine(record) for record in records)  # keeps first-seen order
+    return GridSetup(**first, machines=tuple(machines.items()))
 
 
 def reference_json(name: str) -> dict:
