@@ -32,9 +32,11 @@ def test_a_missing_file_says_where_results_come_from(tmp_path, monkeypatch):
         reference_lines("train/none.jsonl")
 
 
-def _record(key="grid/baseline/seed=0", device="CPU Intel Xeon, 1 threads", epochs=15, source="jpeg-offline"):
+def _record(key="grid/baseline/seed=0", device="CPU Intel Xeon, 1 threads", source="jpeg-offline",
+            description="two epochs of something", **profile):
     return {"key": key, "profile": "grid", "data": {"source": source},
-            "config": {"profile": {"description": "two epochs of something", "epochs": epochs}},
+            "config": {"profile": {"description": description, "epochs": 15, **profile},
+                       "precision": "bf16", "device_type": "cpu"},
             "provenance": {"device": device}}
 
 
@@ -63,12 +65,18 @@ def test_the_committed_grids_each_have_one_setup():
     assert all(name.startswith("CPU ") and "threads" not in name for name, _ in cpu.machines)
 
 
-@pytest.mark.parametrize("odd, field", [(_record(epochs=13), "epochs"),
+@pytest.mark.parametrize("odd, field", [(_record(epochs=13), "profile field epochs"),
+                                        (_record(lr=0.1), "profile field lr"),
                                         (_record(source="torchvision"), "data")])
 def test_records_of_different_setups_are_refused_with_the_run_that_differs(odd, field):
     odd["key"] = "grid/odd/seed=1"
     with pytest.raises(ValueError, match=rf"'grid/odd/seed=1' has {field} .*one grid's runs in one file"):
         grid_setup([_record(), odd])
+
+
+def test_a_reworded_description_is_not_another_setup():
+    setup = grid_setup([_record(), _record(description="the same run, described by later code")])
+    assert setup.description == "two epochs of something"
 
 
 def test_no_records_have_no_setup():

@@ -17,7 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from ..compact import read_compact, record_path
-from ..ledger import read_records
+from ..ledger import outcome_settings, read_records
 from . import book_root
 
 # The reference models of the book (results/models/, see results/README.md): the `cpu`
@@ -67,7 +67,7 @@ class GridSetup:
     """How every run of a grid was made, as the chapters describe it.
 
     profile: the training profile's name ("gpu", "grid"); description: the profile's own
-    sentence; epochs: the schedule's length; data: which copy of CIFAR-10; machines: each
+    sentence (the first run's); epochs: the schedule's length; data: which copy of CIFAR-10; machines: each
     device that ran some of the runs, without the thread count (a CPU grid may mix one- and
     two-thread workers), with its number of runs, in the order the file first names them.
     A grid made over several sessions may span machines of one device type: the runs' key
@@ -103,28 +103,35 @@ def run_machine(record: dict) -> str:
 
 
 def grid_setup(records: list[dict]) -> GridSetup:
-    """The setup that every record of a grid shares, with the machines that ran it; a
-    ValueError if the records are empty or differ in profile, description, schedule or copy
-    of the data (their comparison would then mix what it compares)."""
+    """The setup that every record of a grid shares, with the machines that ran it.
+
+    A ValueError if the records are empty or differ in what decides a run's outcome besides
+    its configuration and seed (the profile's name, any of its training fields, the
+    precision, the device type, the copy of the data): their comparison would mix what it
+    compares. The description is prose, reworded by later code; the first run's is given.
+    """
     if not records:
         raise ValueError("no records: a grid's setup is read from its runs; run the grid first "
                          "(the command is in results/README.md)")
 
     def shared(record: dict) -> dict:
-        profile = record["config"]["profile"]
-        return {"profile": record["profile"], "description": profile["description"],
-                "epochs": profile["epochs"], "data": record["data"]["source"]}
+        settings = outcome_settings(record["config"], record.get("data"))
+        return {"profile": record["profile"], "precision": settings["precision"],
+                "device type": settings["device_type"], "data": settings["data"]["source"],
+                **{f"profile field {name}": value for name, value in settings["profile"].items()}}
 
     first = shared(records[0])
     for record in records[1:]:
         for name, theirs in shared(record).items():
-            if theirs != first[name]:
+            if theirs != first.get(name):
                 raise ValueError(
                     f"the records mix setups: run {record.get('key', '?')!r} has {name} "
-                    f"{theirs!r}, the first run {first[name]!r}; keep one grid's runs in one "
+                    f"{theirs!r}, the first run {first.get(name)!r}; keep one grid's runs in one "
                     "file (results/README.md gives each grid's command)")
+    profile = records[0]["config"]["profile"]
     machines = Counter(run_machine(record) for record in records)  # keeps first-seen order
-    return GridSetup(**first, machines=tuple(machines.items()))
+    return GridSetup(profile=first["profile"], description=profile["description"], epochs=profile["epochs"],
+                     data=first["data"], machines=tuple(machines.items()))
 
 
 def reference_json(name: str) -> dict:
