@@ -39,6 +39,7 @@ from torch import nn
 from .cost import count_flops, count_parameters
 from .data import Cifar10, Split, load_cifar10
 from .devices import choose_device, choose_precision
+from .ledger import NOT_OUTCOME
 from .loader import TensorLoader
 from .loop import Lookahead, evaluate, one_cycle_lr, train_one_epoch
 from .models import PatchWhitening, build_model
@@ -183,12 +184,20 @@ def _load_checkpoint(path: Path, config: dict) -> dict | None:
     except Exception as error:
         raise RuntimeError(f"the checkpoint {path} cannot be read ({error}); delete it to start "
                            f"this run afresh") from error
-    if checkpoint.get("config") != config:
-        changed = sorted(k for k in set(config) | set(checkpoint.get("config", {}))
-                         if config.get(k) != checkpoint.get("config", {}).get(k))
+    saved, ours = _run_settings(checkpoint.get("config", {})), _run_settings(config)
+    if saved != ours:
+        changed = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
         raise ValueError(f"{path} was written by a run with other settings ({', '.join(changed)}); "
                          f"use another output folder or delete the checkpoint")
     return checkpoint
+
+
+def _run_settings(config: dict) -> dict:
+    """A run's config without the profile's fields that do not change training (its name,
+    description, seeds; ledger.NOT_OUTCOME), so that a checkpoint still resumes after a
+    later version of the code rewords a profile's description."""
+    profile = {k: v for k, v in config.get("profile", {}).items() if k not in NOT_OUTCOME}
+    return {**config, "profile": profile}
 
 
 def run_config(model_name: str | None = None, attention: str | None = None, *,

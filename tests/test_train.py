@@ -1,4 +1,5 @@
 """Training on real CIFAR-10 learns; resuming reproduces an uninterrupted run; bad settings fail clearly."""
+import dataclasses
 import json
 import os
 import signal
@@ -117,6 +118,17 @@ def test_checkpoint_of_other_settings_is_not_silently_reused(cifar10, tmp_path):
     train("resnet20", None, data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1})
     with pytest.raises(ValueError, match="written by a run with other settings \\(attention\\)"):
         train("resnet20", "cbam", data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1})
+
+
+def test_a_checkpoint_resumes_after_its_profile_is_reworded(cifar10, tmp_path, monkeypatch):
+    first = train("resnet20", None, data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1})
+    reworded = dataclasses.replace(PROFILES["demo"], description="the same run, described by later code")
+    monkeypatch.setitem(PROFILES, "demo", reworded)
+    again = train("resnet20", None, data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1})
+    assert again.history == first.history  # resumed after its last epoch: nothing trained again
+    assert again.config["profile"]["description"].startswith("the same run, described by later code")
+    with pytest.raises(ValueError, match=r"other settings \(profile\)"):
+        train("resnet20", None, data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1, "lr": 0.05})
 
 
 def test_recipe_pieces():
