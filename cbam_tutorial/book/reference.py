@@ -67,9 +67,10 @@ class GridSetup:
     """How every run of a grid was made, as the chapters describe it.
 
     profile: the training profile's name ("gpu", "grid"); description: the profile's own
-    sentence (the first run's); epochs: the schedule's length; data: which copy of CIFAR-10; machines: each
-    device that ran some of the runs, without the thread count (a CPU grid may mix one- and
-    two-thread workers), with its number of runs, in the order the file first names them.
+    sentence (the first run's); epochs: the schedule's length; data: which copy of CIFAR-10;
+    machines: each device that ran some of the runs, without the thread count (a CPU grid
+    may mix one- and two-thread workers), with its number of runs, in the order the file
+    first names them.
     A grid made over several sessions may span machines of one device type: the runs' key
     covers the device type, not the model of the processor.
     """
