@@ -30,8 +30,6 @@ from pathlib import Path
 
 from .storage import ensure_folder, explain
 
-# Profile fields that describe or schedule runs without changing their outcome.
-NOT_OUTCOME = ("name", "description", "seeds", "live_grid", "faithfulness_per_class", "timing_rounds")
 RECORD_FIELDS = ("configuration", "seed")
 
 
@@ -49,7 +47,7 @@ class Ledger:
 
 def outcome_settings(config: dict, data_copy: dict | None) -> dict:
     """The settings that decide a run's outcome, from train()'s `config` and its data copy."""
-    from .profiles import Profile
+    from .profiles import NOT_OUTCOME, Profile
 
     profile = {f.name: f.default for f in dataclasses.fields(Profile) if f.default is not dataclasses.MISSING}
     profile.update(config.get("profile") or {})

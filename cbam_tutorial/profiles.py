@@ -23,6 +23,11 @@ from .settings import VARIABLES, current_settings
 PROFILE_ENV = VARIABLES["profile"]
 
 
+# Profile fields that describe or schedule runs without changing their outcome: a results
+# file's key (ledger) and a checkpoint's match (train) leave them out.
+NOT_OUTCOME = ("name", "description", "seeds", "live_grid", "faithfulness_per_class", "timing_rounds")
+
+
 @dataclass(frozen=True)
 class Profile:
     """How much a run costs; every chapter's epochs, subset sizes and seeds come from here."""

@@ -39,11 +39,10 @@ from torch import nn
 from .cost import count_flops, count_parameters
 from .data import Cifar10, Split, load_cifar10
 from .devices import choose_device, choose_precision
-from .ledger import NOT_OUTCOME
 from .loader import TensorLoader
 from .loop import Lookahead, evaluate, one_cycle_lr, train_one_epoch
 from .models import PatchWhitening, build_model
-from .profiles import Profile, resolve_profile
+from .profiles import NOT_OUTCOME, Profile, resolve_profile
 from .provenance import loaded_code, provenance
 from .result import TrainingResult
 from .storage import ensure_writable_file, write_atomically
@@ -194,7 +193,7 @@ def _load_checkpoint(path: Path, config: dict) -> dict | None:
 
 def _run_settings(config: dict) -> dict:
     """A run's config without the profile's fields that do not change training (its name,
-    description, seeds; ledger.NOT_OUTCOME), so that a checkpoint still resumes after a
+    description, seeds; profiles.NOT_OUTCOME), so that a checkpoint still resumes after a
     later version of the code rewords a profile's description."""
     profile = {k: v for k, v in config.get("profile", {}).items() if k not in NOT_OUTCOME}
     return {**config, "profile": profile}
