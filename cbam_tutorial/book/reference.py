@@ -129,10 +129,9 @@ def grid_setup(records: list[dict]) -> GridSetup:
                     f"the records mix setups: run {record.get('key', '?')!r} has {name} "
                     f"{theirs!r}, the first run {first.get(name)!r}; keep one grid's runs in one "
                     "file (results/README.md gives each grid's command)")
-    profile = records[0]["config"]["profile"]
     machines = Counter(run_machine(record) for record in records)  # keeps first-seen order
-    return GridSetup(profile=first["profile"], description=profile["description"], epochs=profile["epochs"],
-                     data=first["data"], machines=tuple(machines.items()))
+    return GridSetup(profile=first["profile"], description=records[0]["config"]["profile"]["description"],
+                     epochs=first["profile field epochs"], data=first["data"], machines=tuple(machines.items()))
 
 
 def reference_json(name: str) -> dict:
