@@ -45,8 +45,8 @@ def loaded_code() -> dict:
     return git_commit()
 
 
-def device_description(device: torch.device) -> str:
-    """A human-readable name of the device: the GPU's name, or the CPU model and threads."""
+def machine_name(device: torch.device) -> str:
+    """A human-readable name of the hardware: the GPU's name, or "CPU " and the CPU model."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
@@ -59,7 +59,14 @@ def device_description(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"CPU {model}, {torch.get_num_threads()} threads"
+    return f"CPU {model}"
+
+
+def device_description(device: torch.device) -> str:
+    """The machine's name, and on a CPU the threads this process uses, e.g. "CPU X, 2 threads"."""
+    if device.type != "cpu":
+        return machine_name(device)
+    return f"{machine_name(device)}, {torch.get_num_threads()} threads"
 
 
 def provenance(device: torch.device) -> dict:
@@ -74,5 +81,6 @@ def provenance(device: torch.device) -> dict:
         "torchvision": torchvision.__version__,
         "cbam_tutorial": __version__,
         "device": device_description(device),
+        "machine": machine_name(device),
         "platform": platform.platform(),
     }

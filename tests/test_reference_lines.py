@@ -2,10 +2,12 @@
 import json
 
 import pytest
+import torch
 
 from cbam_tutorial.book import reference
 from cbam_tutorial.book.reference import (GridSetup, grid_setup, reference_lines, reference_names,
-                                         reference_records)
+                                         reference_records, run_machine)
+from cbam_tutorial.provenance import provenance
 
 
 def test_every_recipe_ablation_line_is_read_with_its_variant():
@@ -53,6 +55,20 @@ def test_a_grid_that_spans_machines_names_each_with_its_runs():
     setup = grid_setup(records)
     assert setup.machines == (("CPU Intel Xeon", 2), ("CPU AMD EPYC", 1), ("CPU Other", 1))
     assert setup.schedule() == "15 epochs, CPU Intel Xeon (2 runs), CPU AMD EPYC (1 run) and CPU Other (1 run)"
+
+
+def test_a_record_that_names_its_machine_is_read_by_that_name():
+    named = _record(device="CPU Intel Xeon, 2 threads")
+    named["provenance"]["machine"] = "CPU Intel Xeon"
+    assert run_machine(named) == "CPU Intel Xeon"
+    assert grid_setup([named, _record(device="CPU Intel Xeon, 1 threads")]).machines == (("CPU Intel Xeon", 2),)
+
+
+def test_provenance_names_the_machine_beside_the_device_with_its_threads():
+    cpu = provenance(torch.device("cpu"))
+    assert cpu["machine"].startswith("CPU ") and "threads" not in cpu["machine"]
+    assert cpu["device"] == f"{cpu['machine']}, {torch.get_num_threads()} threads"
+    assert run_machine({"provenance": cpu}) == run_machine({"provenance": {"device": cpu["device"]}})
 
 
 def test_the_committed_grids_each_have_one_setup():

@@ -99,8 +99,13 @@ class GridSetup:
 
 
 def run_machine(record: dict) -> str:
-    """The device that made a run's record, without the thread count."""
-    return re.sub(r", \d+ threads?$", "", record["provenance"]["device"])
+    """The machine that made a run's record, e.g. "CPU AMD EPYC" (no thread count).
+
+    Records written before provenance kept the machine on its own have only the device
+    description ("CPU AMD EPYC, 1 threads"); the thread count is cut from it.
+    """
+    provenance = record["provenance"]
+    return provenance.get("machine") or re.sub(r", \d+ threads?$", "", provenance["device"])
 
 
 def grid_setup(records: list[dict]) -> GridSetup:
