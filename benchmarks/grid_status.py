@@ -12,7 +12,9 @@ test accuracy of the headline comparison (baseline, SE, CBAM) only, since the te
 kept for that comparison and no choice is made on it. Then what reaching 0.5 points
 everywhere would cost: the paired standard deviations pooled over the configurations, the
 seeds they ask for, the runs beyond the planned seeds and their machine time at the file's
-median run. Last, each of the paper's three tables that the grid holds, against the paper's own
+median run; and the cheaper way, where a few comparisons are still wide: the seeds each of
+those asks for by its own spread, the runs that gives only their configurations, and the
+`ablate --only` commands that run them (runs beyond the plan are counted apart). Last, each of the paper's three tables that the grid holds, against the paper's own
 reference row of that table (e.g. max pooling against average pooling), paired by seed, beside
 the paper's ImageNet difference. With --readme it replaces
 the text between the two marker lines
@@ -106,6 +108,49 @@ def cost_of_resolution(records: list[dict], names: list[str], seeds: int) -> str
     return textwrap.fill(text + " A planning figure: the spread is itself estimated from the seeds so far.", 92)
 
 
+def wide_comparisons(records: list[dict], names: list[str]) -> list:
+    """The paired validation comparisons (with two seeds or more) whose 95% half-width is
+    above TARGET_HALF_WIDTH: each configuration against the baseline, and each of the paper's
+    tables that the grid holds against that table's reference row."""
+    summary = summarize([r for r in records if r["configuration"]["name"] in names], "val")
+    comparisons = [c for c in compare(summary) if c.seeds >= 2]
+    for table in PAPER_REFERENCE_ROWS:
+        if {c.name for c in GRIDS[table]} <= set(names):
+            comparisons += [c for c in ablation_report(table, records).reference_comparisons
+                            if c.seeds >= 2 and c.configuration != "baseline"]
+    return [c for c in comparisons if c.half_width > TARGET_HALF_WIDTH]
+
+
+def targeted_cost(records: list[dict], names: list[str], grid: str, seeds: int) -> str:
+    """Seeds beyond the `seeds` planned for just the comparisons still wider than
+    TARGET_HALF_WIDTH, each by its own spread (Comparison.seeds_for), given to both sides of
+    the comparison: the runs, their machine time and the commands (ablate --only) that run
+    them. Empty if no wide comparison asks for more than the planned seeds."""
+    wanted: dict[str, int] = {}
+    asks = []
+    for c in wide_comparisons(records, names):
+        need = c.seeds_for(TARGET_HALF_WIDTH)
+        if need > seeds:
+            asks.append(f"{c.configuration} vs {c.reference} ({c.half_width:.2f} over {c.seeds} seeds: {need})")
+            for name in (c.configuration, c.reference):
+                wanted[name] = max(wanted.get(name, 0), need)
+    if not wanted:
+        return ""
+    runs = sum(need - seeds for need in wanted.values())
+    core_seconds = statistics.median(r["train_seconds"] * r["provenance"]["threads"] for r in records)
+    hours = runs * core_seconds / MACHINE_CORES / 3600
+    text = (f"By its own spread, {'each of these comparisons asks' if len(asks) > 1 else 'this comparison asks'} "
+            f"for more than the {seeds} planned seeds (half-width now, seeds so far: seeds asked for): "
+            f"{'; '.join(asks)}. Giving only those configurations and their references the seeds asked for "
+            f"is {runs} runs beyond the plan, about {hours:.1f} hours of a {MACHINE_CORES}-core machine at "
+            "the file's median run; a planning figure, each spread being estimated from a few seeds. "
+            "The commands, with the grid's other options:")
+    commands = [f"    ablate --grid {grid} --seeds {need} --only "
+                + " ".join(f"'{name}'" for name in names if wanted.get(name) == need)
+                for need in sorted(set(wanted.values()))]
+    return textwrap.fill(text, 92, break_on_hyphens=False) + "\n\n" + "\n".join(commands)
+
+
 def by_seed_table(scores: dict[str, dict[int, float]], names: list[str], seeds: list[int]) -> list[str]:
     """Markdown rows: one per name, one column per seed."""
     lines = ["| configuration | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
@@ -141,12 +186,18 @@ def status(records: list[dict], grid: str, seeds: int) -> str:
     headline = [config.name for config in GRIDS["headline"] if config.name in order]
     val, test = accuracies(records, "val"), accuracies(records, "test")
     seen = sorted({record["seed"] for record in records})
-    complete = [s for s in seen if all(s in val.get(name, {}) for name in order)]
-    started = [s for s in seen if s not in complete]
+    complete = [s for s in seen if s < seeds and all(s in val.get(name, {}) for name in order)]
+    started = [s for s in seen if s < seeds and s not in complete]
     dates = sorted(record["provenance"]["date"][:10] for record in records)
-    head = (f"**Runs in the file: {len(records)} of {len(planned)}** (written {dates[0]} to {dates[-1]}; "
-            f"seeds complete: {', '.join(map(str, complete)) or 'none'}"
-            + (f"; begun: {', '.join(map(str, started))}" if started else "") + ").")
+    beyond = [r for r in records if r["seed"] >= seeds]  # more seeds for some configurations (--only)
+    head = (f"**Runs in the file: {len(records) - len(beyond)} of {len(planned)}** (written {dates[0]} to "
+            f"{dates[-1]}; seeds complete: {', '.join(map(str, complete)) or 'none'}"
+            + (f"; begun: {', '.join(map(str, started))}" if started else "") + ")")
+    if beyond:
+        extended = [name for name in order if any(r["configuration"]["name"] == name for r in beyond)]
+        head += (f", and {len(beyond)} beyond them: seeds {', '.join(map(str, sorted({r['seed'] for r in beyond})))} "
+                 f"of {', '.join(extended)}")
+    head += "."
     lines = [textwrap.fill(head, 92), "Validation accuracy (%) of each run:", "",
              *by_seed_table(val, order, seen), ""]
     if len(val.get("baseline", {})) < 2:
@@ -157,6 +208,9 @@ def status(records: list[dict], grid: str, seeds: int) -> str:
     else:
         lines += interval_table(records, order, "val")
         lines += ["", cost_of_resolution(records, order, seeds)]
+        targeted = targeted_cost(records, order, grid, seeds)
+        if targeted:
+            lines += ["", targeted]
     if headline:
         lines += ["", "Test accuracy (%) of the headline comparison, the only one the test set is "
                   "reported for:", "", *by_seed_table(test, headline, seen)]

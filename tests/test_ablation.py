@@ -100,6 +100,37 @@ def test_resume_after_a_killed_run_repeats_nothing_and_loses_nothing(tmp_path):
     assert all(json.loads(line) for line in out.read_text().splitlines())
 
 
+def test_more_seeds_for_some_configurations_run_only_those(tmp_path):
+    """ablate --only: the comparisons whose intervals are still wide get more seeds, and the
+    other configurations' runs are neither repeated nor extended."""
+    out = tmp_path / "pooling.jsonl"
+    run_grid("pooling", 2, "quick", out, trainer=fake_trainer, log=lambda *_: None, data=DATA)
+    calls, lines = [], []
+
+    def records_calls(config, seed, profile, threads, overrides):
+        calls.append((config.name, seed))
+        return fake_trainer(config, seed, profile, threads, overrides)
+
+    records = run_grid("pooling", 4, "quick", out, trainer=records_calls, log=lines.append, data=DATA,
+                       only=["cam max", "baseline"])
+    assert calls == [("baseline", 2), ("cam max", 2), ("baseline", 3), ("cam max", 3)]
+    assert sorted((r["configuration"]["name"], r["seed"]) for r in records) == \
+        [("baseline", s) for s in range(4)] + [("cam max", s) for s in range(4)]
+    assert len(read_records(out)) == 4 * 2 + 4
+    assert any(line.startswith("pooling (2 of its configurations): 8 runs, 4 already in") for line in lines)
+
+
+def test_only_names_configurations_of_the_grid_in_its_order():
+    assert [(c.name, s) for c, s in expand_grid("arrangement", 2, only=["cbam parallel", "se"])] == \
+        [("se", 0), ("cbam parallel", 0), ("se", 1), ("cbam parallel", 1)]
+    assert expand_grid("pooling", 1, only="baseline") == [(GRIDS["pooling"][0], 0)]
+    with pytest.raises(ValueError, match="only must name configurations of the 'pooling' grid, got "
+                                         "'cbam parallel'; its configurations: 'baseline', 'cam avg'"):
+        expand_grid("pooling", 2, only=["baseline", "cbam parallel"])
+    with pytest.raises(ValueError, match="got none"):
+        expand_grid("pooling", 2, only=[])
+
+
 def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     out = tmp_path / "r.jsonl"
     append_record(out, {"key": "a", "configuration": {"name": "a"}, "seed": 0})

@@ -481,3 +481,16 @@ def test_a_grid_on_a_subset_of_the_training_split_records_its_size(tmp_path):
     done = cli("ablate", "--grid", "headline", "--seeds", "1", "--profile", "tiny", "--train-subset", "0",
                "--out", str(out))
     assert done.returncode == 2 and "train_subset" in done.stderr
+
+
+def test_a_grid_run_for_some_of_its_configurations(tmp_path):
+    """`ablate --only`: the named configurations run, the others do not; an unknown name is
+    refused before anything loads, with the grid's configurations."""
+    out = tmp_path / "some.jsonl"
+    done = cli("ablate", "--grid", "headline", "--seeds", "1", "--profile", "tiny", "--train-subset", "256",
+               "--only", "cbam avg+max k=7", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert [r["configuration"]["name"] for r in read_records(out)] == ["cbam avg+max k=7"]
+    done = cli("ablate", "--grid", "headline", "--seeds", "1", "--profile", "tiny", "--only", "cam max",
+               "--out", str(out))
+    assert done.returncode == 2 and "its configurations: 'baseline', 'se', 'cbam avg+max k=7'" in done.stderr

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from grid_status import cost_of_resolution, reference_table, status  # noqa: E402
+from grid_status import cost_of_resolution, reference_table, status, targeted_cost  # noqa: E402
 
 
 def record(name, seed, val, seconds=1000.0, threads=1):
@@ -52,3 +52,26 @@ def test_a_paper_table_is_paired_with_its_own_reference_row_beside_the_paper():
     assert rows[2] == "| cam max | 3 | +0.30 | -0.20 to +0.80 | 0.50 | -0.06 |"
     assert rows[3] == "| cam avg+max | 3 | +0.00 | +0.00 to +0.00 | 0.00 | +0.34 |"
     assert len(rows) == 4  # neither the baseline nor the reference row against itself
+
+
+def test_seeds_beyond_the_plan_for_only_the_wide_comparisons_by_hand():
+    # se - baseline: 0, +1, -1 (sd 1): t(17) * 1 / sqrt(18) = 0.497 <= 0.5 < t(16) / sqrt(17) = 0.514,
+    # so 18 seeds; cbam - baseline: +0.1 each seed (sd 0), resolved: it gets no more seeds
+    offsets = {"baseline": [0, 0, 0], "se": [0.0, 1.0, -1.0], "cbam avg+max k=7": [0.1, 0.1, 0.1]}
+    records = [record(name, s, 90.0 + d) for name, ds in offsets.items() for s, d in enumerate(ds)]
+    text = targeted_cost(records, ["baseline", "se", "cbam avg+max k=7"], "headline", 5)
+    flat = " ".join(text.split())
+    assert "se vs baseline (2.48 over 3 seeds: 18)" in flat  # half-width 4.303 * 1 / sqrt(3)
+    assert "is 26 runs beyond the plan" in flat  # 13 more seeds each for se and the baseline
+    assert "about 3.6 hours of a 2-core machine" in flat  # 26 * 1000 / 2 / 3600
+    assert text.endswith("    ablate --grid headline --seeds 18 --only 'baseline' 'se'")
+    assert targeted_cost(records, ["baseline", "se", "cbam avg+max k=7"], "headline", 18) == ""
+
+
+def test_runs_beyond_the_plan_are_counted_apart_from_it():
+    records = [record(name, s, 90.0 + 0.1 * s) for name in ("baseline", "se", "cbam avg+max k=7") for s in range(2)]
+    records += [record(name, s, 90.0) for name in ("baseline", "se") for s in (2, 3)]
+    text = " ".join(status(records, "headline", 2).split())
+    assert "Runs in the file: 6 of 6** (written 2026-12-06 to 2026-12-06; seeds complete: 0, 1), and 4 beyond " \
+           "them: seeds 2, 3 of baseline, se." in text
+    assert "| baseline | 90.00 | 90.10 | 90.00 | 90.00 |" in text
