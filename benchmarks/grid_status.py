@@ -14,10 +14,10 @@ everywhere would cost: the paired standard deviations pooled over the configurat
 seeds they ask for, the runs beyond the planned seeds and their machine time at the file's
 median run; and the cheaper way, where a few comparisons are still wide: the seeds each of
 those asks for by its own spread, the runs that gives only their configurations, and the
-`ablate --only` commands that run them (runs beyond the plan are counted apart). Last, each of the paper's three tables that the grid holds, against the paper's own
-reference row of that table (e.g. max pooling against average pooling), paired by seed, beside
-the paper's ImageNet difference. With --readme it replaces
-the text between the two marker lines
+`ablate --only` commands that run them (runs beyond the plan are counted apart). Last,
+each of the paper's three tables that the grid holds, against the paper's own reference row
+of that table (e.g. max pooling against average pooling), paired by seed, beside the paper's
+ImageNet difference. With --readme it replaces the text between the two marker lines
 
     <!-- grid status: FILE -->
     <!-- end of grid status -->
