@@ -13,10 +13,18 @@
 # on a CPU; EPOCHS overrides the profile's epochs; ALONE=0 skips the run alone;
 # GIT_COMMIT names the code's commit where the copy has no .git. To finish the book's
 # reference grid (results/README.md): ALONE=0 GRID=all WORKERS=6 with OUT=results.
+#
+# CEILING_EPOCHS="13 20 30 40" adds, after the grid and in the time left, the fast
+# recipe's ceiling: the `cpu` profile (CEILING_PROFILE) with CBAM (CEILING_ONLY: names
+# of the headline grid's configurations, separated by commas) given each number of
+# epochs, CEILING_SEEDS seeds (default 3), into OUT/epochs-ceiling-PROFILE.jsonl;
+# benchmarks/epochs_ceiling.py reads it.
 set -uo pipefail
 archive=$1 out=$2 budget=${3:-500}
 profile=${PROFILE:-gpu} seeds=${SEEDS:-10} workers=${WORKERS:-4} grid=${GRID:-headline}
 epochs=${EPOCHS:-} alone=${ALONE:-1}
+ceiling_epochs=${CEILING_EPOCHS:-} ceiling_profile=${CEILING_PROFILE:-cpu} ceiling_seeds=${CEILING_SEEDS:-3}
+ceiling_only=${CEILING_ONLY:-cbam avg+max k=7}
 start=$(date +%s)
 export CBAM_TUTORIAL_DATA=${CBAM_TUTORIAL_DATA:-/tmp/cbam-tutorial-data}
 export CBAM_TUTORIAL_CIFAR10_ARCHIVE=$archive CBAM_TUTORIAL_PROGRESS=0 PYTHONUNBUFFERED=1
@@ -47,5 +55,19 @@ if [ "$left" -gt 30 ]; then
       --profile "$profile" --workers "$workers" ${epochs:+--epochs "$epochs"} \
       --out "$out/ablation-$grid-$profile${epochs:+-${epochs}ep}.jsonl"
   echo "grid exit status $?"
+fi
+
+if [ -n "$ceiling_epochs" ]; then
+  IFS=',' read -ra only <<< "${ceiling_only//, /,}"
+  ceiling="$out/epochs-ceiling-$ceiling_profile.jsonl"
+  for e in $ceiling_epochs; do
+    left=$(( budget - ($(date +%s) - start) - 15 ))
+    if [ "$left" -le 30 ]; then echo "ceiling: no time left for $e epochs"; break; fi
+    echo "ceiling: $e epochs, ${left}s left"
+    timeout --signal=INT "$left" $python -m cbam_tutorial ablate --grid headline --only "${only[@]}" \
+        --seeds "$ceiling_seeds" --profile "$ceiling_profile" --epochs "$e" --workers "$workers" --out "$ceiling"
+    echo "ceiling $e epochs exit status $?"
+  done
+  [ -f "$ceiling" ] && PYTHONPATH=. $python benchmarks/epochs_ceiling.py "$ceiling"
 fi
 echo "session took $(( $(date +%s) - start ))s"
