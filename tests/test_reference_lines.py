@@ -58,8 +58,8 @@ def test_a_grid_that_spans_machines_names_each_with_its_runs():
 
 
 def test_a_record_that_names_its_machine_is_read_by_that_name():
-    named = _record(device="CPU Intel Xeon, 2 threads")
-    named["provenance"]["machine"] = "CPU Intel Xeon"
+    named = _record(device="CPU Intel(R) Xeon(R) as the device string spells it, 2 threads")
+    named["provenance"]["machine"] = "CPU Intel Xeon"  # preferred to the device string
     assert run_machine(named) == "CPU Intel Xeon"
     assert grid_setup([named, _record(device="CPU Intel Xeon, 1 threads")]).machines == (("CPU Intel Xeon", 2),)
 
