@@ -48,7 +48,7 @@ def _ablate(args) -> int:
     if args.figure:
         ensure_writable_file(Path(args.figure))  # now, not after hours of training
     records = run_grid(args.grid, args.seeds, args.profile, args.out, workers=args.workers, ray=args.ray,
-                       ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, **overrides)
+                       ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, only=args.only, **overrides)
     metric = "val" if all(r.get("val") for r in records) else "test"
     import pandas as pd
 
@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--grid", choices=tuple(GRIDS), required=True, help="which grid")
     ablate.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every configuration (default 3)")
     ablate.add_argument("--profile", choices=tuple(PROFILES), required=True, help="cost of every run (see train --help)")
+    ablate.add_argument("--only", nargs="+", default=None, metavar="CONFIGURATION",
+                        help="run only these configurations of the grid (names as the summary prints "
+                             "them, e.g. baseline 'cbam avg+max k=7'): to give more seeds to the "
+                             "comparisons whose intervals are still wide")
     ablate.add_argument("--out", required=True, help="results file (JSON lines), created or extended")
     ablate.add_argument("--workers", type=int, default=1,
                         help="worker processes sharing the CPU threads (default 1)")

@@ -1,6 +1,7 @@
 """The paper's ablations as experiment grids: which configurations, with which seeds.
 
     runs = expand_grid("pooling", seeds=3)       # [(Config, seed), ...]
+    more = expand_grid("all", seeds=8, only=["baseline", "cbam avg+max k=7"])
 
 Grids, one per table of Woo et al. (2018); every grid includes the baseline, so that each
 configuration's difference to it can be estimated:
@@ -83,13 +84,29 @@ def _seed_list(seeds) -> list[int]:
     return seeds
 
 
-def expand_grid(grid: str, seeds) -> list[tuple[Config, int]]:
+def expand_grid(grid: str, seeds, only=None) -> list[tuple[Config, int]]:
     """Every (configuration, seed) run of `grid`, seed by seed (every configuration of the
     first seed, in the grid's order, then the next seed), so that a grid stopped part way
-    already holds complete sets of paired runs."""
+    already holds complete sets of paired runs.
+
+    only: names of some of the grid's configurations (e.g. ["baseline", "cbam avg+max k=7"])
+    to keep, in the grid's order; None keeps them all. It serves to give more seeds to the
+    comparisons whose intervals are still wide, without rerunning the others.
+    """
     if grid not in GRIDS:
         raise ValueError(f"unknown grid {grid!r}; choose one of {', '.join(map(repr, GRIDS))}")
-    return [(config, seed) for seed in _seed_list(seeds) for config in GRIDS[grid]]
+    configs = GRIDS[grid]
+    if only is not None:
+        if isinstance(only, str):
+            only = [only]
+        names = [config.name for config in configs]
+        unknown = [name for name in only if name not in names]
+        if not only or unknown:
+            raise ValueError(f"only must name configurations of the {grid!r} grid, got "
+                             f"{', '.join(map(repr, unknown)) if unknown else 'none'}; "
+                             f"its configurations: {', '.join(map(repr, names))}")
+        configs = tuple(config for config in configs if config.name in only)
+    return [(config, seed) for seed in _seed_list(seeds) for config in configs]
 
 
 def grid_records(records: list[dict], grid: str) -> list[dict]:

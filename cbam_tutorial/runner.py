@@ -67,8 +67,11 @@ def _planned_key(config: Config, seed: int, profile: str, overrides: dict, data_
 
 def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, trainer=_train_one,
              log=print, ray: str | None = None, ray_cpus: float = 2, ray_gpus: float = 0,
-             ray_retries: int = 2, **overrides) -> list[dict]:
+             ray_retries: int = 2, only=None, **overrides) -> list[dict]:
     """Run every missing (configuration, seed) of `grid` and append its record to `out`.
+
+    only: run just these configurations of the grid (grids.expand_grid), e.g. to add seeds
+    to the baseline and the configurations whose paired intervals are still wide.
 
     workers > 1 spreads the runs over that many processes, each with an equal share of the
     CPU threads. ray: the address of a Ray cluster ("auto", host:port, or "local" to start
@@ -86,7 +89,7 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(map(repr, PROFILES))}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    runs = expand_grid(grid, seeds)
+    runs = expand_grid(grid, seeds, only)
     device = choose_device(overrides.get("device"))
     out = ensure_writable_file(Path(out))
     with GridLock(out):
@@ -103,7 +106,8 @@ def run_grid(grid: str, seeds, profile: str, out: str | Path, workers: int = 1, 
             log(line)
         done = {record_key(record) for record in ledger.records}
         todo = [run for run in planned if run[2] not in done]
-        log(f"{grid}: {len(runs)} runs, {len(runs) - len(todo)} already in {out}, {len(todo)} to do")
+        chosen = f" ({len({config.name for config, _ in runs})} of its configurations)" if only else ""
+        log(f"{grid}{chosen}: {len(runs)} runs, {len(runs) - len(todo)} already in {out}, {len(todo)} to do")
         failures: list[tuple[str, str]] = []
         finished = []
 
