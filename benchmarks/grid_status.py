@@ -80,6 +80,11 @@ def interval_table(records: list[dict], names: list[str], metric: str) -> list[s
     return lines
 
 
+def median_core_seconds(records: list[dict]) -> float:
+    """The file's median run in core-seconds (train_seconds x threads): the price of one more run."""
+    return statistics.median(r["train_seconds"] * r["provenance"]["threads"] for r in records)
+
+
 def cost_of_resolution(records: list[dict], names: list[str], seeds: int) -> str:
     """What a half-width of TARGET_HALF_WIDTH for every paired validation difference would take:
     the paired standard deviations pooled over the configurations (each weighted by its degrees
@@ -93,7 +98,7 @@ def cost_of_resolution(records: list[dict], names: list[str], seeds: int) -> str
     pooled = math.sqrt(sum((c.seeds - 1) * c.spread ** 2 for c in comparisons) / freedom)
     needed = seeds_for_half_width(pooled, TARGET_HALF_WIDTH)
     extra_runs = max(0, needed - seeds) * len(names)
-    core_seconds = statistics.median(r["train_seconds"] * r["provenance"]["threads"] for r in records)
+    core_seconds = median_core_seconds(records)
     hours = extra_runs * core_seconds / MACHINE_CORES / 3600
     text = (f"Pooled over the {len(comparisons)} configurations' paired validation differences "
             f"({freedom} degrees of freedom), the spread between seeds is {pooled:.2f} points; a difference "
@@ -137,7 +142,7 @@ def targeted_cost(records: list[dict], names: list[str], grid: str, seeds: int) 
     if not wanted:
         return ""
     runs = sum(need - seeds for need in wanted.values())
-    core_seconds = statistics.median(r["train_seconds"] * r["provenance"]["threads"] for r in records)
+    core_seconds = median_core_seconds(records)
     hours = runs * core_seconds / MACHINE_CORES / 3600
     text = (f"By its own spread, {'each of these comparisons asks' if len(asks) > 1 else 'this comparison asks'} "
             f"for more than the {seeds} planned seeds (half-width now, seeds so far: seeds asked for): "
