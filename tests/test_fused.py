@@ -147,6 +147,23 @@ def kernel_inputs(channels: int, size: int, dtype, kernel_size: int = 7, seed: i
     }
 
 
+@pytest.mark.parametrize("kernel_size", [1, 3, 5, 7, 9])  # 3, 5, 7 have register-blocked loops
+@pytest.mark.parametrize("height, width", [(32, 32), (8, 8), (12, 20), (7, 5)])
+def test_gate_convolution_equals_torch_conv2d(height, width, kernel_size):
+    """The gate's k x k convolution and both its gradients against torch's conv2d and autograd."""
+    generator = torch.Generator().manual_seed(height * width + kernel_size)
+    maps = torch.randn(3, 2, height, width, generator=generator, requires_grad=True)
+    weight = torch.randn(1, 2, kernel_size, kernel_size, generator=generator, requires_grad=True)
+    grad_out = torch.randn(3, 1, height, width, generator=generator)
+    expected = torch.nn.functional.conv2d(maps, weight, padding=kernel_size // 2)
+    expected_grad_maps, expected_grad_weight = torch.autograd.grad(expected, (maps, weight), grad_out)
+    kernels = load_extension()
+    torch.testing.assert_close(kernels.gate_conv_forward(maps.detach(), weight.detach()), expected)
+    grad_maps, grad_weight = kernels.gate_conv_backward(grad_out, maps.detach(), weight.detach())
+    torch.testing.assert_close(grad_maps, expected_grad_maps)
+    torch.testing.assert_close(grad_weight, expected_grad_weight, rtol=1e-4, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def portable_kernels():
     if torch.backends.cpu.get_cpu_capability() != "AVX512":
@@ -155,7 +172,7 @@ def portable_kernels():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("channels, size, kernel_size", [(16, 32, 7), (32, 16, 3), (64, 8, 7), (24, 7, 5)])
+@pytest.mark.parametrize("channels, size, kernel_size", [(16, 32, 7), (32, 16, 3), (64, 8, 7), (24, 7, 5), (24, 20, 3)])
 def test_intrinsic_loops_equal_the_portable_loops(portable_kernels, channels, size, kernel_size, dtype):
     vector_kernels = load_extension()
     tolerance = 1e-2 if dtype == torch.bfloat16 else 1e-5  # bf16 outputs round to 8 bits

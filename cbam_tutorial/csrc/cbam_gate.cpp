@@ -8,7 +8,8 @@
 // them. Where the build targets AVX-512 (-march=native on a CPU that has it), the loops whose
 // compiled form measured slow are also written with intrinsics: per-pixel reductions over
 // C = 16, 32 or 64 channels, the per-channel pooling over pixels for those C, and the gate
-// convolution, whose outputs stay in registers across all kernel taps. Every other CPU runs
+// convolution, whose outputs stay in registers by blocks of rows, each input vector loaded
+// once for all the kernel rows that reach it (k = 3, 5, 7). Every other CPU runs
 // the portable loops beside them (tests compile both and compare). The spatial gate's
 // convolution and BatchNorm, on (B, 2, H, W) and (B, 1, H, W) float32 planes, are here too.
 #include <torch/extension.h>
@@ -538,8 +539,9 @@ struct PaddedPlane {
   PaddedPlane(int64_t h, int64_t w, int64_t k) : H(h), W(w), K(k), pad(k / 2), Wp(w + k - 1), Hp(h + k - 1) {}
   // flattened outputs, W valid per row of Wp, rounded up to whole blocks
   int64_t span() const { return (H * Wp + kBlock - 1) / kBlock * kBlock; }
-  // the last block reads K - 1 rows and K - 1 columns past its last output
-  int64_t size() const { return span() + (K - 1) * Wp + K - 1; }
+  // the last block reads K - 1 rows and K - 1 columns past its last output; the
+  // register-blocked loops read up to 15 columns past a row's last output
+  int64_t size() const { return std::max(span() + (K - 1) * Wp + K - 1, Hp * Wp + 16); }
   void fill(float* dst, const float* src) const {
     std::fill(dst, dst + size(), 0.f);
     for (int64_t h = 0; h < H; ++h) std::copy(src + h * W, src + (h + 1) * W, dst + (h + pad) * Wp + pad);
@@ -585,32 +587,7 @@ void correlate(const PaddedPlane& plane, const float* __restrict padded, const f
 
 // dw[dy * K + dx] += sum_j g[j] * padded[j + tap(dy, dx)], g on the output span (zeros in
 // its scratch columns): the grad of one map's kernel.
-#if defined(__AVX512F__)
-// K row taps at a time, each summed in its own register
-template <int64_t K>
-void weight_grad_avx512(const PaddedPlane& plane, const float* __restrict g, const float* __restrict padded,
-                        float* __restrict dw) {
-  for (int64_t dy = 0; dy < K; ++dy) {
-    __m512 acc[K];
-    for (int64_t dx = 0; dx < K; ++dx) acc[dx] = _mm512_setzero_ps();
-    const float* row = padded + plane.tap(dy, 0);
-    for (int64_t j = 0; j < plane.span(); j += 16) {
-      const __m512 gv = _mm512_loadu_ps(g + j);
-      for (int64_t dx = 0; dx < K; ++dx) acc[dx] = _mm512_fmadd_ps(gv, _mm512_loadu_ps(row + j + dx), acc[dx]);
-    }
-    for (int64_t dx = 0; dx < K; ++dx) dw[dy * K + dx] += _mm512_reduce_add_ps(acc[dx]);
-  }
-}
-#endif
-
 void weight_grad(const PaddedPlane& plane, const float* g, const float* padded, float* dw) {
-#if defined(__AVX512F__)
-  switch (plane.K) {
-    case 3: weight_grad_avx512<3>(plane, g, padded, dw); return;
-    case 5: weight_grad_avx512<5>(plane, g, padded, dw); return;
-    case 7: weight_grad_avx512<7>(plane, g, padded, dw); return;
-  }
-#endif
   for (int64_t t = 0; t < plane.K * plane.K; ++t) {
     const float* __restrict src = padded + plane.tap(t / plane.K, t % plane.K);
     float sum = 0.f;
@@ -618,6 +595,134 @@ void weight_grad(const PaddedPlane& plane, const float* g, const float* padded, 
     for (int64_t j = 0; j < plane.span(); ++j) sum += g[j] * src[j];
     dw[t] += sum;
   }
+}
+
+#if defined(__AVX512F__)
+// The same convolution with outputs in registers by rows: a block of R output rows x 16
+// columns sits in R registers, and each input vector, loaded once, is multiplied into every
+// output row that one of the kernel's rows reaches from it. The loops above load once per
+// multiply-add, and most of those loads straddle two cache lines; here a tap costs about
+// (R + K - 1) / (R K) of a load. The planes are the zero-padded ones of PaddedPlane (row
+// stride Wp); outputs go straight to a dense (H, W) plane, masked where a strip is narrower
+// than 16 columns. The loops over rows and taps have compile-time bounds and are unrolled
+// whole, so that the accumulators stay in registers (an array indexed at run time would not).
+constexpr int64_t kRowBlock = 8;
+
+inline __mmask16 strip_lanes(int64_t columns) {
+  return columns >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << columns) - 1u);
+}
+
+// out[r0 + r, c0 + j] = sum over maps m, taps (dy, dx) of w_m[dy, dx] * plane_m[r0 + r + dy, c0 + j + dx]
+template <int64_t K, int64_t R>
+inline void conv_rows_avx512(const float* const* planes, const float* const* weights, int64_t maps, int64_t Wp,
+                             int64_t r0, int64_t c0, __mmask16 lanes, float* __restrict out, int64_t W) {
+  __m512 acc[R];
+#pragma GCC unroll 32
+  for (int64_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t m = 0; m < maps; ++m) {
+    const float* __restrict base = planes[m] + r0 * Wp + c0;
+    const float* __restrict w = weights[m];
+#pragma GCC unroll 32
+    for (int64_t s = 0; s < R + K - 1; ++s) {
+#pragma GCC unroll 32
+      for (int64_t dx = 0; dx < K; ++dx) {
+        const __m512 v = _mm512_loadu_ps(base + s * Wp + dx);
+#pragma GCC unroll 32
+        for (int64_t r = 0; r < R; ++r) {
+          const int64_t dy = s - r;
+          if (dy >= 0 && dy < K) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(w[dy * K + dx]), v, acc[r]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int64_t r = 0; r < R; ++r) _mm512_mask_storeu_ps(out + (r0 + r) * W + c0, lanes, acc[r]);
+}
+
+template <int64_t K>
+void conv_plane_avx512(const float* const* planes, const float* const* weights, int64_t maps, int64_t H,
+                       int64_t W, float* out) {
+  const int64_t Wp = W + K - 1;
+  for (int64_t c0 = 0; c0 < W; c0 += 16) {
+    const __mmask16 lanes = strip_lanes(W - c0);
+    int64_t r0 = 0;
+    for (; r0 + kRowBlock <= H; r0 += kRowBlock)
+      conv_rows_avx512<K, kRowBlock>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
+    for (; r0 < H; ++r0) conv_rows_avx512<K, 1>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
+  }
+}
+
+// dw[dy, dx] += sum over rows r0 .. r0 + R - 1 of the strip of g[r, c] * plane[r + dy, c + dx], for one dx:
+// the R rows of g stay in registers, each input vector is loaded once for the kernel rows it meets.
+template <int64_t K, int64_t R>
+inline void weight_grad_rows_avx512(const float* __restrict g, const float* __restrict plane, int64_t W, int64_t Wp,
+                                    int64_t r0, int64_t c0, int64_t dx, __mmask16 lanes, __m512* acc) {
+  __m512 rows[R];
+#pragma GCC unroll 32
+  for (int64_t r = 0; r < R; ++r) rows[r] = _mm512_maskz_loadu_ps(lanes, g + (r0 + r) * W + c0);
+  const float* __restrict base = plane + r0 * Wp + c0 + dx;
+#pragma GCC unroll 32
+  for (int64_t s = 0; s < R + K - 1; ++s) {
+    const __m512 v = _mm512_loadu_ps(base + s * Wp);
+#pragma GCC unroll 32
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t dy = s - r;
+      if (dy >= 0 && dy < K) acc[dy] = _mm512_fmadd_ps(rows[r], v, acc[dy]);
+    }
+  }
+}
+
+// dw[dy * K + dx] += sum over (h, w) of g[h, w] * plane[h + dy, w + dx], g a dense (H, W) plane.
+template <int64_t K>
+void weight_grad_plane_avx512(const float* g, const float* plane, int64_t H, int64_t W, float* dw) {
+  const int64_t Wp = W + K - 1;
+  for (int64_t dx = 0; dx < K; ++dx) {
+    __m512 acc[K];
+#pragma GCC unroll 32
+    for (int64_t dy = 0; dy < K; ++dy) acc[dy] = _mm512_setzero_ps();
+    for (int64_t c0 = 0; c0 < W; c0 += 16) {
+      const __mmask16 lanes = strip_lanes(W - c0);
+      int64_t r0 = 0;
+      for (; r0 + kRowBlock <= H; r0 += kRowBlock)
+        weight_grad_rows_avx512<K, kRowBlock>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
+      for (; r0 < H; ++r0) weight_grad_rows_avx512<K, 1>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
+    }
+    for (int64_t dy = 0; dy < K; ++dy) dw[dy * K + dx] += _mm512_reduce_add_ps(acc[dy]);
+  }
+}
+#endif
+
+// Which kernel sizes have the register-blocked loops (3, 5 and 7, with AVX-512); the others
+// run the loops above.
+bool has_blocked_loops(int64_t K) {
+#if defined(__AVX512F__)
+  return K == 3 || K == 5 || K == 7;
+#else
+  return false;
+#endif
+}
+
+void conv_planes_blocked(int64_t K, const float* const* planes, const float* const* weights, int64_t maps,
+                         int64_t H, int64_t W, float* out) {
+#if defined(__AVX512F__)
+  switch (K) {
+    case 3: return conv_plane_avx512<3>(planes, weights, maps, H, W, out);
+    case 5: return conv_plane_avx512<5>(planes, weights, maps, H, W, out);
+    case 7: return conv_plane_avx512<7>(planes, weights, maps, H, W, out);
+  }
+#endif
+  TORCH_CHECK(false, "no register-blocked gate convolution for kernel size ", K);
+}
+
+void weight_grad_blocked(int64_t K, const float* g, const float* plane, int64_t H, int64_t W, float* dw) {
+#if defined(__AVX512F__)
+  switch (K) {
+    case 3: return weight_grad_plane_avx512<3>(g, plane, H, W, dw);
+    case 5: return weight_grad_plane_avx512<5>(g, plane, H, W, dw);
+    case 7: return weight_grad_plane_avx512<7>(g, plane, H, W, dw);
+  }
+#endif
+  TORCH_CHECK(false, "no register-blocked gate convolution for kernel size ", K);
 }
 
 std::vector<int64_t> tap_offsets(const PaddedPlane& plane) {
@@ -640,6 +745,16 @@ at::Tensor gate_conv_forward(const at::Tensor& maps, const at::Tensor& weight) {
   const float* wp = wc.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    if (has_blocked_loops(plane.K)) {
+      std::vector<float> padded(M * plane.size());
+      std::vector<const float*> planes(M), weights(M);
+      for (int64_t m = 0; m < M; ++m) planes[m] = padded.data() + m * plane.size(), weights[m] = wp + m * KK;
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t m = 0; m < M; ++m) plane.fill(padded.data() + m * plane.size(), in + (b * M + m) * H * W);
+        conv_planes_blocked(plane.K, planes.data(), weights.data(), M, H, W, op + b * H * W);
+      }
+      return;
+    }
     std::vector<float> padded(plane.size()), acc(plane.span());
     for (int64_t b = b0; b < b1; ++b) {
       std::fill(acc.begin(), acc.end(), 0.f);
@@ -684,6 +799,16 @@ std::vector<at::Tensor> gate_conv_backward(const at::Tensor& grad_out, const at:
       for (int64_t b = chunk * per_chunk; b < std::min(B, (chunk + 1) * per_chunk); ++b) {
         const float* g_image = gp + b * H * W;
         plane.fill(grad_padded.data(), g_image);
+        if (has_blocked_loops(K)) {
+          const float* grad_plane = grad_padded.data();
+          for (int64_t m = 0; m < M; ++m) {
+            const float* kernel = flipped.data() + m * KK;
+            conv_planes_blocked(K, &grad_plane, &kernel, 1, H, W, gin + (b * M + m) * H * W);
+            plane.fill(padded.data(), in + (b * M + m) * H * W);
+            weight_grad_blocked(K, g_image, padded.data(), H, W, dw + m * KK);
+          }
+          continue;
+        }
         std::fill(grad_span.begin(), grad_span.end(), 0.f);
         for (int64_t h = 0; h < H; ++h) std::copy(g_image + h * W, g_image + (h + 1) * W, grad_span.data() + h * Wp);
         for (int64_t m = 0; m < M; ++m) {
