@@ -8,7 +8,10 @@ clones the repository (git's `url.<base>.insteadOf` points the GitHub address at
 snapshot of this working tree on the configured branch) and `%pip install`s the package
 from the clone. Each chapter gets a fresh kernel and a fresh checkout, as each Colab
 launch gets a fresh runtime, and runs in the `tiny` profile. Any error or traceback in
-any cell fails its test.
+any cell fails its test. One thing is shared between the runtimes: the cache of compiled
+C++ extensions, so that the fused CBAM kernels compile once, in the first chapter that
+trains on the CPU (that chapter tests the compile), not again in every later one (about
+half a minute each on 2 cores).
 
     COLAB_PYTHON=.venv-colab/bin/python CBAM_TUTORIAL_CIFAR10_ARCHIVE=... pytest tests/colab_like -v -s
 """
@@ -68,7 +71,8 @@ def colab(tmp_path_factory):
                  "--IPKernelApp.exec_lines=['import google.colab']"],
         "display_name": "Colab-like", "language": "python",
         "env": {"PYTHONPATH": str(fake.parent.parent), "GIT_CONFIG_GLOBAL": str(gitconfig),
-                "CBAM_TUTORIAL_PROFILE": "tiny", "CBAM_TUTORIAL_CIFAR10_ARCHIVE": str(Path(ARCHIVE).resolve())},
+                "CBAM_TUTORIAL_PROFILE": "tiny", "CBAM_TUTORIAL_CIFAR10_ARCHIVE": str(Path(ARCHIVE).resolve()),
+                "TORCH_EXTENSIONS_DIR": str(base / "torch_extensions")},
     }))
     return {"base": base, "jupyter_path": str(base / "jupyter")}
 
