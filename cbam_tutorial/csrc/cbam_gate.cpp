@@ -639,17 +639,25 @@ inline void conv_rows_avx512(const float* const* planes, const float* const* wei
   for (int64_t r = 0; r < R; ++r) _mm512_mask_storeu_ps(out + (r0 + r) * W + c0, lanes, acc[r]);
 }
 
+// Calls block(std::integral_constant<int64_t, R>{}, r0, c0, lanes) over an (H, W) plane, by strips
+// of 16 columns: rows r0 .. r0 + R - 1 in blocks of kRowBlock, then the rows left one by one.
+template <typename Block>
+inline void for_each_row_block(int64_t H, int64_t W, Block&& block) {
+  for (int64_t c0 = 0; c0 < W; c0 += 16) {
+    const __mmask16 lanes = strip_lanes(W - c0);
+    int64_t r0 = 0;
+    for (; r0 + kRowBlock <= H; r0 += kRowBlock) block(std::integral_constant<int64_t, kRowBlock>{}, r0, c0, lanes);
+    for (; r0 < H; ++r0) block(std::integral_constant<int64_t, 1>{}, r0, c0, lanes);
+  }
+}
+
 template <int64_t K>
 void conv_plane_avx512(const float* const* planes, const float* const* weights, int64_t maps, int64_t H,
                        int64_t W, float* out) {
   const int64_t Wp = W + K - 1;
-  for (int64_t c0 = 0; c0 < W; c0 += 16) {
-    const __mmask16 lanes = strip_lanes(W - c0);
-    int64_t r0 = 0;
-    for (; r0 + kRowBlock <= H; r0 += kRowBlock)
-      conv_rows_avx512<K, kRowBlock>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
-    for (; r0 < H; ++r0) conv_rows_avx512<K, 1>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
-  }
+  for_each_row_block(H, W, [&](auto rows, int64_t r0, int64_t c0, __mmask16 lanes) {
+    conv_rows_avx512<K, decltype(rows)::value>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
+  });
 }
 
 // dw[dy, dx] += sum over rows r0 .. r0 + R - 1 of the strip of g[r, c] * plane[r + dy, c + dx], for one dx:
@@ -680,13 +688,9 @@ void weight_grad_plane_avx512(const float* g, const float* plane, int64_t H, int
     __m512 acc[K];
 #pragma GCC unroll 32
     for (int64_t dy = 0; dy < K; ++dy) acc[dy] = _mm512_setzero_ps();
-    for (int64_t c0 = 0; c0 < W; c0 += 16) {
-      const __mmask16 lanes = strip_lanes(W - c0);
-      int64_t r0 = 0;
-      for (; r0 + kRowBlock <= H; r0 += kRowBlock)
-        weight_grad_rows_avx512<K, kRowBlock>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
-      for (; r0 < H; ++r0) weight_grad_rows_avx512<K, 1>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
-    }
+    for_each_row_block(H, W, [&](auto rows, int64_t r0, int64_t c0, __mmask16 lanes) {
+      weight_grad_rows_avx512<K, decltype(rows)::value>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
+    });
     for (int64_t dy = 0; dy < K; ++dy) dw[dy * K + dx] += _mm512_reduce_add_ps(acc[dy]);
   }
 }
