@@ -358,6 +358,8 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
             bar.close()
 
     evaluated = ema.module if ema is not None else model
+    # the last epoch's validation scored these very weights: its figures, not a second pass
+    final_val = {"loss": history[-1]["val_loss"], "accuracy": history[-1]["val_accuracy"]} if holdout else None
     result = TrainingResult(
         config=config,
         provenance={**provenance(device), "threads": torch.get_num_threads()},
@@ -365,7 +367,7 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
         parameters=parameters,
         flops=flops,
         history=history,
-        val=evaluate(evaluated, val_loader, precision, chosen.tta) if holdout else None,
+        val=final_val,
         test=evaluate(evaluated, test_loader, precision, chosen.tta),
         train_seconds=trained_seconds,
         stopped_early=stopped_early,

@@ -52,6 +52,16 @@ def test_quick_training_learns_on_real_data(cifar10):
     assert history[-1]["lr"] < history[0]["lr"]
 
 
+def test_the_reported_validation_score_is_that_of_the_returned_model(cifar10):
+    # the result takes the last epoch's validation figures instead of scoring the same weights twice
+    result = train("resnet20", "cbam", data=cifar10, **TINY)
+    chosen = profiles.Profile(**result.config["profile"])
+    _, val_loader, _ = engine.data_loaders(cifar10, chosen, seed=0, device=torch.device("cpu"))
+    rescored = engine.evaluate(result.model, val_loader, result.config["precision"], chosen.tta)
+    assert result.val == pytest.approx(rescored, rel=1e-6)
+    assert result.val == {"loss": result.history[-1]["val_loss"], "accuracy": result.history[-1]["val_accuracy"]}
+
+
 def test_resuming_after_an_interruption_gives_the_same_numbers(cifar10, tmp_path, monkeypatch):
     straight = train("resnet20", "cbam", data=cifar10, out_dir=tmp_path / "straight", **TINY)
 
