@@ -59,8 +59,8 @@ book: assets
 	rm -rf _build/html _build/.doctrees _build/jupyter_execute
 	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going
 
-# One check after another: side by side (make -j2), the unit tests and the Colab-like check
-# took 21 minutes on a 2-core AMD EPYC, against 17 one after the other.
+# One check after another: run side by side (make -j2), the unit tests and the Colab-like
+# check took longer on 2 cores than in sequence, each training with every core.
 test: assets chromium colab-env
 	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/colab_like --durations=15
 	COLAB_PYTHON=$(abspath $(COLAB_VENV))/bin/python $(PY) -m pytest tests/colab_like -v -s --durations=0
