@@ -794,34 +794,28 @@ std::vector<at::Tensor> gate_conv_backward(const at::Tensor& grad_out, const at:
   float* gin = grad_maps.data_ptr<float>();
   float* pp = partial.data_ptr<float>();
   const int64_t per_chunk = (B + chunks - 1) / chunks;
+  const bool blocked = has_blocked_loops(K);
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    // grad_out padded like a map, for the grad of the maps
+    // grad_out padded like a map (for the grad of the maps); the portable loops also lay it
+    // out on the output span with zeros in the scratch columns (for the grad of the weight)
+    // and gather each map's grad from a span (acc)
     std::vector<float> padded(plane.size()), grad_padded(plane.size());
-    if (has_blocked_loops(K)) {
-      const float* grad_plane = grad_padded.data();
-      for (int64_t chunk = c0; chunk < c1; ++chunk) {
-        float* dw = pp + chunk * M * KK;
-        for (int64_t b = chunk * per_chunk; b < std::min(B, (chunk + 1) * per_chunk); ++b) {
-          const float* g_image = gp + b * H * W;
-          plane.fill(grad_padded.data(), g_image);
+    std::vector<float> grad_span(blocked ? 0 : plane.span()), acc(blocked ? 0 : plane.span());
+    const float* grad_plane = grad_padded.data();
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      float* dw = pp + chunk * M * KK;
+      for (int64_t b = chunk * per_chunk; b < std::min(B, (chunk + 1) * per_chunk); ++b) {
+        const float* g_image = gp + b * H * W;
+        plane.fill(grad_padded.data(), g_image);
+        if (blocked) {
           for (int64_t m = 0; m < M; ++m) {
             const float* kernel = flipped.data() + m * KK;
             conv_planes_blocked(K, &grad_plane, &kernel, 1, H, W, gin + (b * M + m) * H * W);
             plane.fill(padded.data(), in + (b * M + m) * H * W);
             weight_grad_blocked(K, g_image, padded.data(), H, W, dw + m * KK);
           }
+          continue;
         }
-      }
-      return;
-    }
-    // grad_out laid out on the output span with zeros in the scratch columns, for the grad
-    // of the weight; acc holds one map's grad on that span before it is gathered
-    std::vector<float> grad_span(plane.span()), acc(plane.span());
-    for (int64_t chunk = c0; chunk < c1; ++chunk) {
-      float* dw = pp + chunk * M * KK;
-      for (int64_t b = chunk * per_chunk; b < std::min(B, (chunk + 1) * per_chunk); ++b) {
-        const float* g_image = gp + b * H * W;
-        plane.fill(grad_padded.data(), g_image);
         std::fill(grad_span.begin(), grad_span.end(), 0.f);
         for (int64_t h = 0; h < H; ++h) std::copy(g_image + h * W, g_image + (h + 1) * W, grad_span.data() + h * Wp);
         for (int64_t m = 0; m < M; ++m) {
