@@ -15,6 +15,7 @@ from torch import nn
 from .models import evaluation_mode
 
 TTA_MODES = ("none", "flip", "flip+translate")
+TTA_VIEWS = {"none": 1, "flip": 2, "flip+translate": 4}  # forward passes per image
 
 
 def autocast(device: torch.device, precision: str):

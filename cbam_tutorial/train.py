@@ -40,7 +40,7 @@ from .cost import count_flops, count_parameters
 from .data import Cifar10, Split, load_cifar10
 from .devices import choose_device, choose_precision
 from .loader import TensorLoader
-from .loop import Lookahead, evaluate, one_cycle_lr, train_one_epoch
+from .loop import TTA_VIEWS, Lookahead, evaluate, one_cycle_lr, train_one_epoch
 from .models import PatchWhitening, build_model
 from .profiles import NOT_OUTCOME, Profile, resolve_profile
 from .provenance import loaded_code, provenance
@@ -376,18 +376,24 @@ def train(model_name: str | None = None, attention: str | None = None, *, profil
     if out_dir is not None:
         write_metrics(result, out_dir / "metrics.json")
     if cost_log is not None:
-        _log_training(result, len(train_loader) * chosen.batch_size, len(val_loader.labels),
-                      len(test_loader.labels), Path(cost_log))
+        epochs = len(history)
+        # validation after every epoch, the test set at the end (and after every epoch for a curve)
+        evaluated = (epochs * len(val_loader.labels) if holdout else 0) + \
+            (epochs + 1 if test_curve else 1) * len(test_loader.labels)
+        _log_training(result, epochs * len(train_loader) * chosen.batch_size, evaluated,
+                      TTA_VIEWS[chosen.tta], Path(cost_log))
     return result
 
 
-def _log_training(result: TrainingResult, images_per_epoch: int, val_images: int, test_images: int,
+def _log_training(result: TrainingResult, train_images: int, evaluated_images: int, views: int,
                   path: Path) -> None:
-    epochs = len(result.history)
+    """One line of the cost log: what the run trained on and evaluated (each evaluated image
+    passes `views` times through the network), for chapter timings."""
     line = {"model": result.config["model"], "attention": result.config["attention"],
-            "profile": result.config["profile"]["name"], "epochs": epochs,
-            "train_images_seen": epochs * images_per_epoch, "evaluated_images": val_images + test_images,
-            "forward_flops_per_image": result.flops, "train_seconds": result.train_seconds}
+            "profile": result.config["profile"]["name"], "epochs": len(result.history),
+            "train_images_seen": train_images, "evaluated_images": evaluated_images,
+            "evaluation_views": views, "forward_flops_per_image": result.flops,
+            "train_seconds": result.train_seconds}
     with open(path, "a") as log:
         log.write(json.dumps(line) + "\n")
 

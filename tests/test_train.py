@@ -233,7 +233,8 @@ def test_progressive_resizing_and_cost_log(cifar10, tmp_path, monkeypatch):
     assert seen[1:9] == [24] * 8 and seen[9:11] == [32, 32] and seen[11:19] == [32] * 8
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert lines == [{"model": "resnet20", "attention": None, "profile": "demo", "epochs": 2,
-                      "train_images_seen": 2 * 1024, "evaluated_images": 500 + 1000,
+                      "train_images_seen": 2 * 1024, "evaluated_images": 2 * 500 + 1000,
+                      "evaluation_views": 2,
                       "forward_flops_per_image": result.flops, "train_seconds": result.train_seconds}]
     with pytest.raises(ValueError, match="low_resolution must be an integer from 8 to 32 pixels"):
         train("resnet20", None, data=cifar10, low_resolution=40, low_resolution_epochs=1, **TINY)
