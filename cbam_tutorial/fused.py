@@ -15,11 +15,16 @@ goes to the first maximal element (a valid subgradient; amax splits it), and the
 weights it hands back are detached.
 
 The C++ code is compiled on first use with torch.utils.cpp_extension (a C++ compiler and
-the ninja package are needed; it takes about a minute, then is cached). If compiling
+the ninja package are needed; it takes about a minute, then is cached for every checkout
+of the same code). If compiling
 fails, or CBAM_TUTORIAL_FUSED=0 is set, CBAM silently keeps the plain path.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import platform
+import sys
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +33,7 @@ import torch
 from torch import nn
 
 from .settings import current_settings
+from .storage import write_atomically
 
 _SOURCE = Path(__file__).parent / "csrc" / "cbam_gate.cpp"
 
@@ -35,8 +41,25 @@ _SOURCE = Path(__file__).parent / "csrc" / "cbam_gate.cpp"
 _FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"]
 
 
+def build_folder(name: str, flags: list[str], source: bytes) -> Path:
+    """Where this build of the kernels is compiled and cached: a folder under torch's
+    extensions root ($TORCH_EXTENSIONS_DIR, else its default) named by everything the
+    build depends on (the source's bytes, the flags, the Python and torch versions).
+
+    torch's own cache is keyed by the folder name alone and rebuilds when the source's
+    path changes, so a second checkout or a Colab runtime's fresh clone recompiled the same
+    code (about 40 s on 2 cores); compiled from a copy in this folder, it compiles once.
+    """
+    from torch.utils.cpp_extension import get_default_build_root
+
+    digest = hashlib.sha256(b"\0".join([source, *map(str.encode, flags), sys.version.encode(),
+                                        torch.__version__.encode(), platform.machine().encode()]))
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    return Path(root) / f"{name}-{digest.hexdigest()[:16]}"
+
+
 def compile_kernels(name: str = "cbam_tutorial_gate", extra_cflags: tuple = ()):
-    """Compile (cached on disk by torch) and return the C++ module; raises if it cannot.
+    """Compile (cached on disk, see build_folder) and return the C++ module; raises if it cannot.
 
     extra_cflags: added to the flags, e.g. ("-mno-avx512f",) builds the portable loops only.
     """
@@ -47,8 +70,15 @@ def compile_kernels(name: str = "cbam_tutorial_gate", extra_cflags: tuple = ()):
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.cpp_extension import load
 
-    return load(name=name, sources=[str(_SOURCE)], extra_cflags=[*_FLAGS, *extra_cflags],
-                extra_ldflags=["-fopenmp"], verbose=False)
+    flags = [*_FLAGS, *extra_cflags]
+    source = _SOURCE.read_bytes()
+    folder = build_folder(name, flags, source)
+    copy = folder / _SOURCE.name
+    if not copy.is_file() or copy.read_bytes() != source:
+        # processes that compile at once (a grid's workers) each write whole files
+        write_atomically(copy, lambda handle: handle.write(source))
+    return load(name=name, sources=[str(copy)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                build_directory=str(folder), verbose=False)
 
 
 @lru_cache(maxsize=1)

@@ -248,3 +248,40 @@ def test_spatial_norm_kernels_reject_a_wrong_plane():
     kernels = load_extension()
     with pytest.raises(RuntimeError, match="contiguous float32 \\(B, 1, H, W\\)"):
         kernels.gate_norm_forward(torch.randn(2, 2, 4, 4), torch.ones(1), torch.zeros(1), 1e-5)
+
+
+def test_a_second_checkout_of_the_same_code_reuses_the_compiled_kernels(tmp_path):
+    """Two copies of the package at different paths (a second clone, a Colab runtime's
+    fresh checkout) load one compiled module; torch alone would rebuild it for each path."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cbam_tutorial
+
+    compiled = Path(load_extension().__file__)  # this process's build: the one to reuse
+    built_at = compiled.stat().st_mtime_ns
+    probe = "import cbam_tutorial, cbam_tutorial.fused as f; print(cbam_tutorial.__file__); print(f.load_extension().__file__)"
+    for copy_name in ("first", "second"):
+        shutil.copytree(Path(cbam_tutorial.__file__).parent, tmp_path / copy_name / "cbam_tutorial",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / copy_name, capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""})
+        assert done.returncode == 0, done.stderr
+        imported_from, module_file = done.stdout.split()
+        assert Path(imported_from).parent == tmp_path / copy_name / "cbam_tutorial"
+        assert Path(module_file) == compiled
+    assert compiled.stat().st_mtime_ns == built_at, "the kernels were compiled again"
+
+
+def test_the_build_folder_is_named_by_what_the_build_depends_on():
+    from cbam_tutorial.fused import build_folder
+
+    flags, source = ["-O3"], b"int f() { return 1; }"
+    folder = build_folder("kernels", flags, source)
+    assert folder == build_folder("kernels", list(flags), bytes(source))
+    assert folder.name.startswith("kernels-")
+    assert folder != build_folder("kernels", flags, source + b"\n")
+    assert folder != build_folder("kernels", ["-O2"], source)
