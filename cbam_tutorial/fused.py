@@ -16,8 +16,8 @@ weights it hands back are detached.
 
 The C++ code is compiled on first use with torch.utils.cpp_extension (a C++ compiler and
 the ninja package are needed; it takes about a minute, then is cached for every checkout
-of the same code). If compiling
-fails, or CBAM_TUTORIAL_FUSED=0 is set, CBAM silently keeps the plain path.
+of the same code). If compiling fails, or CBAM_TUTORIAL_FUSED=0 is set, CBAM silently
+keeps the plain path.
 """
 from __future__ import annotations
 

@@ -1,11 +1,17 @@
 """The fused CPU kernels compute the same function as CBAM's plain code."""
 import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import cbam_tutorial
 from cbam_tutorial import CBAM
-from cbam_tutorial.fused import compile_kernels, fused_applies, load_extension
+from cbam_tutorial.fused import build_folder, compile_kernels, fused_applies, load_extension
 
 pytestmark = pytest.mark.skipif(load_extension() is None, reason="fused kernels did not compile")
 
@@ -253,17 +259,10 @@ def test_spatial_norm_kernels_reject_a_wrong_plane():
 def test_a_second_checkout_of_the_same_code_reuses_the_compiled_kernels(tmp_path):
     """Two copies of the package at different paths (a second clone, a Colab runtime's
     fresh checkout) load one compiled module; torch alone would rebuild it for each path."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import cbam_tutorial
-
     compiled = Path(load_extension().__file__)  # this process's build: the one to reuse
     built_at = compiled.stat().st_mtime_ns
-    probe = "import cbam_tutorial, cbam_tutorial.fused as f; print(cbam_tutorial.__file__); print(f.load_extension().__file__)"
+    probe = ("import cbam_tutorial, cbam_tutorial.fused as f; "
+             "print(cbam_tutorial.__file__); print(f.load_extension().__file__)")
     for copy_name in ("first", "second"):
         shutil.copytree(Path(cbam_tutorial.__file__).parent, tmp_path / copy_name / "cbam_tutorial",
                         ignore=shutil.ignore_patterns("__pycache__"))
@@ -277,8 +276,6 @@ def test_a_second_checkout_of_the_same_code_reuses_the_compiled_kernels(tmp_path
 
 
 def test_the_build_folder_is_named_by_what_the_build_depends_on():
-    from cbam_tutorial.fused import build_folder
-
     flags, source = ["-O3"], b"int f() { return 1; }"
     folder = build_folder("kernels", flags, source)
     assert folder == build_folder("kernels", list(flags), bytes(source))
