@@ -41,10 +41,23 @@ _SOURCE = Path(__file__).parent / "csrc" / "cbam_gate.cpp"
 _FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"]
 
 
+def _cpu_features() -> bytes:
+    """The CPU's instruction-set flags (Linux: "flags" on x86, "Features" on Arm), else its
+    name: -march=native compiles for this CPU, so a cache shared with another CPU must not
+    serve its build."""
+    named = f"{platform.machine()} {platform.processor()}".encode()
+    try:
+        with open("/proc/cpuinfo", "rb") as info:
+            return next((line for line in info if line.startswith((b"flags", b"Features"))), named)
+    except OSError:
+        return named
+
+
 def build_folder(name: str, flags: list[str], source: bytes) -> Path:
     """Where this build of the kernels is compiled and cached: a folder under torch's
     extensions root ($TORCH_EXTENSIONS_DIR, else its default) named by everything the
-    build depends on (the source's bytes, the flags, the Python and torch versions).
+    build depends on (the source's bytes, the flags, the CPU's features, the Python and
+    torch versions).
 
     torch's own cache is keyed by the folder name alone and rebuilds when the source's
     path changes, so a second checkout or a Colab runtime's fresh clone recompiled the same
@@ -52,8 +65,8 @@ def build_folder(name: str, flags: list[str], source: bytes) -> Path:
     """
     from torch.utils.cpp_extension import get_default_build_root
 
-    digest = hashlib.sha256(b"\0".join([source, *map(str.encode, flags), sys.version.encode(),
-                                        torch.__version__.encode(), platform.machine().encode()]))
+    digest = hashlib.sha256(b"\0".join([source, *map(str.encode, flags), _cpu_features(), sys.version.encode(),
+                                        torch.__version__.encode()]))
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
     return Path(root) / f"{name}-{digest.hexdigest()[:16]}"
 

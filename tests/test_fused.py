@@ -282,3 +282,10 @@ def test_the_build_folder_is_named_by_what_the_build_depends_on():
     assert folder.name.startswith("kernels-")
     assert folder != build_folder("kernels", flags, source + b"\n")
     assert folder != build_folder("kernels", ["-O2"], source)
+
+
+def test_a_build_for_another_cpu_is_not_reused(monkeypatch):
+    flags, source = ["-O3", "-march=native"], b"int f() { return 1; }"
+    here = build_folder("kernels", flags, source)
+    monkeypatch.setattr("cbam_tutorial.fused._cpu_features", lambda: b"flags : fpu sse2")
+    assert build_folder("kernels", flags, source) != here
