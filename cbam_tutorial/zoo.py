@@ -3,10 +3,11 @@
     model = trained_model("cbam")                       # the default profile and its network, seed 0
     model, result = trained_model("se", with_metrics=True)
 
-A chapter that needs a trained network calls this; the first call trains (about a minute
-on a 2-core CPU in the quick profile) and keeps `checkpoint.pt` and `metrics.json` under
-checkpoints/ in the data folder (see settings); later calls, from any chapter, load them. An interrupted training
-resumes from its last epoch (see train.train).
+A chapter that needs a trained network calls this; the first call trains (minutes on a
+2-core CPU in the quick profile: results/chapter-timings.json times chapter 5's three) and
+keeps `checkpoint.pt` and `metrics.json` under checkpoints/ in the data folder (see
+settings); later calls, from any chapter, load them. An interrupted training resumes from
+its last epoch (see train.train).
 """
 from __future__ import annotations
 
