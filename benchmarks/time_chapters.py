@@ -6,7 +6,7 @@ not counted), so every model a chapter needs is trained by that chapter. Trainin
 log their images and FLOPs (CBAM_TUTORIAL_TRAIN_LOG), which the teacher's guide uses to
 estimate GPU times. Writes results/chapter-timings.json.
 
-    python benchmarks/time_chapters.py                    # all chapters, about 10 minutes on 2 cores
+    python benchmarks/time_chapters.py                    # all chapters, one after another
     python benchmarks/time_chapters.py --only 05 09       # chapters whose names start so
 """
 from __future__ import annotations
