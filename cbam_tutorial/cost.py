@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .loop import TTA_VIEWS
 from .models import build_model, evaluation_mode
 
 
@@ -61,9 +62,6 @@ def attention_overhead(name: str, attentions=(None, "se", "cbam"), input_size=No
 # a T4 (Colab's free tier) in fp16, an A100 and an H100 (SXM) in bf16.
 T4_FP16_FLOPS = 65e12
 GPU_PEAK_FLOPS = {"T4 (fp16)": T4_FP16_FLOPS, "A100 (bf16)": 312e12, "H100 SXM (bf16)": 989e12}
-# forward passes per evaluated image under each test-time augmentation (loop.tta_logits)
-TTA_VIEWS = {"none": 1, "flip": 2, "flip+translate": 4}
-TEST_IMAGES = 10_000
 VALIDATION_IMAGES = 5_000
 
 
@@ -77,9 +75,9 @@ def run_flops(forward_flops_per_image: float, profile) -> float:
     the end.
     """
     validation = 0 if profile.train_on == "train+val" else (profile.val_subset or VALIDATION_IMAGES)
-    test = min(TEST_IMAGES, profile.test_subset or TEST_IMAGES)
     views = TTA_VIEWS[profile.tta]
-    passes = 3 * profile.epochs * profile.train_images() + views * (validation * profile.epochs + test)
+    passes = 3 * profile.epochs * profile.train_images() + views * (validation * profile.epochs
+                                                                     + profile.test_images())
     return forward_flops_per_image * passes
 
 

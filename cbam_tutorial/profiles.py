@@ -130,6 +130,10 @@ class Profile:
         available = 50_000 if self.train_on == "train+val" else 45_000
         return min(available, self.train_subset or available)
 
+    def test_images(self) -> int:
+        """Test images scored under this profile: its test subset, else all 10,000."""
+        return min(10_000, self.test_subset or 10_000)
+
 
 # The fast recipe's settings (FastNet), shared by the profiles that use it. The learning
 # rate and weight decay are per mean-loss step of 512 images; head_scale (FastNet) = 1/9.
