@@ -61,7 +61,7 @@ book: assets
 
 # One check after another: run side by side (make -j2), the unit tests and the Colab-like
 # check took longer on 2 cores than in sequence, each training with every core; so did the
-# unit tests split between two pytest-xdist workers (10:08 against 8:39 in sequence).
+# unit tests split between two pytest-xdist workers (10:08 against 8:39 in sequence, 2-core EPYC).
 test: assets chromium colab-env
 	$(PY) -m pytest tests --ignore=tests/browser --ignore=tests/colab_like --durations=15
 	COLAB_PYTHON=$(abspath $(COLAB_VENV))/bin/python $(PY) -m pytest tests/colab_like -v -s --durations=0

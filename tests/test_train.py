@@ -40,7 +40,7 @@ def cifar10():
 
 def test_quick_training_learns_on_real_data(cifar10):
     # the time is not asserted (a loaded machine would fail it); scoring 500 validation images
-    # (four views each, after every epoch) instead of the profile's 2,000 saves a third of it
+    # (four views each, after every epoch) instead of the profile's 2,000 saves about a quarter of it
     result = train(None, "cbam", profile="quick", epochs=3, train_subset=5000, val_subset=500,
                    test_subset=1_000, data=cifar10, progress=False)
     assert result.config["model"] == "fastnet"
