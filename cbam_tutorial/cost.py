@@ -62,7 +62,6 @@ def attention_overhead(name: str, attentions=(None, "se", "cbam"), input_size=No
 # a T4 (Colab's free tier) in fp16, an A100 and an H100 (SXM) in bf16.
 T4_FP16_FLOPS = 65e12
 GPU_PEAK_FLOPS = {"T4 (fp16)": T4_FP16_FLOPS, "A100 (bf16)": 312e12, "H100 SXM (bf16)": 989e12}
-VALIDATION_IMAGES = 5_000
 
 
 def run_flops(forward_flops_per_image: float, profile) -> float:
@@ -74,9 +73,8 @@ def run_flops(forward_flops_per_image: float, profile) -> float:
     train+val) and the test images (the profile's test subset, else the whole set) once at
     the end.
     """
-    validation = 0 if profile.train_on == "train+val" else (profile.val_subset or VALIDATION_IMAGES)
     views = TTA_VIEWS[profile.tta]
-    passes = 3 * profile.epochs * profile.train_images() + views * (validation * profile.epochs
+    passes = 3 * profile.epochs * profile.train_images() + views * (profile.val_images() * profile.epochs
                                                                      + profile.test_images())
     return forward_flops_per_image * passes
 

@@ -130,6 +130,13 @@ class Profile:
         available = 50_000 if self.train_on == "train+val" else 45_000
         return min(available, self.train_subset or available)
 
+    def val_images(self) -> int:
+        """Validation images scored after every epoch: none when training on train+val,
+        else the profile's validation subset of the 5,000-image split."""
+        if self.train_on == "train+val":
+            return 0
+        return min(5_000, self.val_subset or 5_000)
+
     def test_images(self) -> int:
         """Test images scored under this profile: its test subset, else all 10,000."""
         return min(10_000, self.test_subset or 10_000)
