@@ -95,13 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "(after every epoch). Running the same command again resumes an interrupted run.",
     )
     train.add_argument("--model", choices=tuple(n for n in MODEL_NAMES if n != "resnet50"), default=None,
-                       help="network; default: the profile's model (fastnet for cpu and gpu, resnet20 for "
-                            "quick, resnet18 for full)")
+                       help="network; default: the profile's model (fastnet for the fast recipe's profiles, "
+                            "resnet20 for the former recipes and the live grids, resnet18 for full)")
     train.add_argument("--attention", choices=("none", "se", "cbam", "cam", "sam"), default="none",
                        help="attention module in every residual block (default none)")
     train.add_argument("--profile", choices=tuple(PROFILES), default=None,
                        help="cost of the run: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
-                       .replace("%", "%%") + ". Default: $CBAM_TUTORIAL_PROFILE, else full on a CUDA GPU and quick otherwise")
+                       .replace("%", "%%") + ". Default: $CBAM_TUTORIAL_PROFILE, else gpu on a CUDA GPU, quick on a CPU that computes "
+                            "bf16 natively, quick-fp32 on one that does not, quick elsewhere")
     train.add_argument("--seed", type=int, default=0, help="fixes initial weights, batch order and augmentation (default 0)")
     train.add_argument("--out", required=True, help="output folder (created); holds metrics.json and checkpoint.pt")
     train.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")

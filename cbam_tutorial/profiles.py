@@ -3,9 +3,10 @@
 A Profile holds every setting of a run besides the network and its attention: epochs,
 batch, the learning-rate schedule, the pieces of the recipe (label smoothing, flips,
 padding, lookahead or EMA, progressive resizing, test-time augmentation) and the subsets
-seen. PROFILES names the book's ones ("quick" for a chapter's cell, "cpu" for the fast
-recipe on a 2-core CPU, "gpu" on CUDA, "grid" for one run of a reference grid, ...);
-choose_profile picks one for a device, resolve_profile applies single-field overrides.
+seen. PROFILES names the book's ones ("quick" for a chapter's cell, "quick-fp32" for one on
+a CPU without native bf16, "cpu" for the fast recipe on a 2-core CPU, "gpu" on CUDA, "grid"
+for one run of a reference grid, ...); choose_profile picks one for a device,
+resolve_profile applies single-field overrides.
 
     profile = choose_profile("quick")
     longer = resolve_profile("quick", torch.device("cpu"), {"epochs": 10})
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .devices import cpu_supports_bf16
 from .loop import TTA_MODES
 from .settings import VARIABLES, current_settings
 
@@ -155,6 +157,16 @@ PROFILES = {
         "quick", "a chapter's training cell on a 2-core CPU: the fast recipe (FastNet) on a "
         "10,000-image subset for 5 epochs, scored on 2,000 validation and 2,000 test images",
         **FAST_RECIPE, epochs=5, train_subset=10_000, val_subset=2_000, test_subset=2_000),
+    # On a CPU without native bf16 (no AVX-512 BF16 or AMX) every step runs in fp32, several
+    # times slower than the quick profile's bf16 steps (README, "Profiles"): the chapters'
+    # cells train on a fraction of the data there, to stay within the book's time budget.
+    "quick-fp32": Profile(
+        "quick-fp32", "a chapter's training cell on a CPU that computes bf16 only by emulation, "
+        "where every step runs in fp32: the fast recipe (FastNet) on a 1,536-image subset for "
+        "2 epochs, scored on 250 validation and 500 test images; live grids use the demo-fp32 "
+        "profile (a demonstration of the method; the reference files carry the evidence)",
+        **FAST_RECIPE, epochs=2, train_subset=1_536, val_subset=250, test_subset=500,
+        live_grid="demo-fp32", faithfulness_per_class=10, timing_rounds=5),
     "cpu": Profile(
         "cpu", "the fast recipe sized for 10 minutes of training on a 2-core CPU: FastNet (whitened "
         "stem, three residual stages) for 13 epochs on all 50,000 training images, batch 512, "
@@ -180,6 +192,11 @@ PROFILES = {
         "images for 2 epochs, scored on 2,000 validation images (a demonstration, not evidence); "
         "its test score, which no chapter reads, on 2,000 test images",
         epochs=2, batch_size=256, lr=0.2, train_subset=3_000, val_subset=2_000, test_subset=2_000),
+    "demo-fp32": Profile(
+        "demo-fp32", "a live mini ablation grid inside a chapter on a CPU without native bf16 "
+        "(fp32 steps): ResNet-20 on 1,024 images for 2 epochs, scored on 500 validation images (a "
+        "demonstration, not evidence); its test score, which no chapter reads, on 500 test images",
+        epochs=2, batch_size=256, lr=0.2, train_subset=1_024, val_subset=500, test_subset=500),
     "tiny": Profile(
         "tiny", "a smoke test of every chapter (CI, the Colab-like check): FastNet on 512 images "
         "for 1 epoch, scored on 250 validation and 250 test images; the numbers it gives mean nothing",
@@ -201,10 +218,20 @@ PROFILES = {
 }
 
 
+def default_profile_name(device: torch.device | None) -> str:
+    """The chapters' profile for `device`: "gpu" on CUDA; on a CPU "quick" where it computes
+    bf16 natively and "quick-fp32" where it would emulate it; "quick" elsewhere (MPS, or no
+    device given)."""
+    if device is not None and device.type == "cuda":
+        return "gpu"
+    if device is not None and device.type == "cpu" and not cpu_supports_bf16():
+        return "quick-fp32"
+    return "quick"
+
+
 def choose_profile(requested: str | None = None, device: torch.device | None = None) -> Profile:
-    """The requested profile, else $CBAM_TUTORIAL_PROFILE, else "gpu" on CUDA and "quick" otherwise."""
-    name = requested or current_settings().profile or (
-        "gpu" if device is not None and device.type == "cuda" else "quick")
+    """The requested profile, else $CBAM_TUTORIAL_PROFILE, else default_profile_name(device)."""
+    name = requested or current_settings().profile or default_profile_name(device)
     if name not in PROFILES:
         source = "" if requested else f" (from ${PROFILE_ENV})"
         raise ValueError(f"unknown profile {name!r}{source}; choose one of {', '.join(map(repr, PROFILES))}")

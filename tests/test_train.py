@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import cbam_tutorial.devices as devices
 import cbam_tutorial.profiles as profiles
 import cbam_tutorial.train as engine
+from cbam_tutorial.cost import run_flops
 from cbam_tutorial.data import load_cifar10
 from cbam_tutorial.devices import choose_device, choose_precision
 from cbam_tutorial.loop import one_cycle_lr
@@ -155,6 +157,7 @@ def test_recipe_pieces():
 
 def test_profile_choice(monkeypatch):
     monkeypatch.delenv(profiles.PROFILE_ENV, raising=False)
+    monkeypatch.setattr(profiles, "cpu_supports_bf16", lambda: True)
     assert choose_profile(None, torch.device("cpu")).name == "quick"
     assert choose_profile(None, torch.device("cuda")).name == "gpu"
     monkeypatch.setenv(profiles.PROFILE_ENV, "cpu")
@@ -166,10 +169,28 @@ def test_profile_choice(monkeypatch):
     reset_settings()
     with pytest.raises(ValueError, match=r"unknown profile 'huge' \(from \$CBAM_TUTORIAL_PROFILE\); choose one of"):
         choose_profile(None, torch.device("cpu"))
-    assert set(PROFILES) == {"quick", "cpu", "cpu-resnet20", "grid", "ablation", "demo", "tiny", "gpu",
-                             "gpu-resnet20", "full"}
+    assert set(PROFILES) == {"quick", "quick-fp32", "cpu", "cpu-resnet20", "grid", "ablation", "demo",
+                             "demo-fp32", "tiny", "gpu", "gpu-resnet20", "full"}
     for profile in PROFILES.values():
         assert profile.live_grid in PROFILES  # a chapter's live grid runs in a profile that exists
+
+
+def test_a_cpu_without_native_bf16_gets_the_smaller_chapter_profile_and_fp32(monkeypatch):
+    """Where bf16 would be emulated, steps run in fp32 (several times slower): the chapters'
+    profile and their live grids' shrink to fit the book's time budget there."""
+    monkeypatch.delenv(profiles.PROFILE_ENV, raising=False)
+    reset_settings()
+    cpu = torch.device("cpu")
+    for native, profile, live_grid, precision in ((True, "quick", "demo", "bf16"),
+                                                  (False, "quick-fp32", "demo-fp32", "fp32")):
+        monkeypatch.setattr(profiles, "cpu_supports_bf16", lambda: native)
+        monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: native)
+        chosen = choose_profile(None, cpu)
+        assert (chosen.name, chosen.live_grid, choose_precision(cpu)) == (profile, live_grid, precision)
+    assert choose_profile(None, torch.device("mps")).name == "quick"  # only a CPU is judged by bf16
+    # the work of one run (forward passes per image counted as cost.run_flops counts them)
+    for small, full, at_most in (("quick-fp32", "quick", 1 / 10), ("demo-fp32", "demo", 1 / 3)):
+        assert run_flops(1.0, PROFILES[small]) <= at_most * run_flops(1.0, PROFILES[full])
 
 
 def test_bad_settings(cifar10):
@@ -254,13 +275,14 @@ def test_the_zoo_trains_once_with_the_choices_the_settings_make(cifar10, tmp_pat
                                       with_metrics=True)
         assert "epoch" in capsys.readouterr().err  # the bar the settings asked for
         again = trained_model(None, profile="tiny", root=tmp_path / "zoo", data=cifar10)
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        assert len(lines) == 1 and lines[0]["profile"] == "tiny" and kept == [True]  # trained once
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+        metrics_path = tmp_path / "zoo" / "tiny-fastnet-baseline-seed0" / "metrics.json"
+        assert result.test == json.loads(metrics_path.read_text())["test"]
+
     finally:
         reset_settings()
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(lines) == 1 and lines[0]["profile"] == "tiny" and kept == [True]  # trained once
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    assert result.test == json.loads((tmp_path / "zoo" / "tiny-fastnet-baseline-seed0" / "metrics.json")
-                                     .read_text())["test"]
 
 
 def test_on_epoch_can_stop_training(cifar10):
