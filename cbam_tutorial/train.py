@@ -183,9 +183,8 @@ def _load_checkpoint(path: Path, config: dict) -> dict | None:
     except Exception as error:
         raise RuntimeError(f"the checkpoint {path} cannot be read ({error}); delete it to start "
                            f"this run afresh") from error
-    saved, ours = _run_settings(checkpoint.get("config", {})), _run_settings(config)
-    if saved != ours:
-        changed = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
+    changed = changed_settings(checkpoint.get("config", {}), config)
+    if changed:
         raise ValueError(f"{path} was written by a run with other settings ({', '.join(changed)}); "
                          f"use another output folder or delete the checkpoint")
     return checkpoint
@@ -197,6 +196,20 @@ def _run_settings(config: dict) -> dict:
     later version of the code rewords a profile's description."""
     profile = {k: v for k, v in config.get("profile", {}).items() if k not in NOT_OUTCOME}
     return {**config, "profile": profile}
+
+
+def changed_settings(saved: dict, config: dict, ignore: tuple = ()) -> list:
+    """The settings (config keys, or "profile.<field>") in which two runs' configs differ,
+    leaving out the profile's fields that do not change training and the keys in `ignore`."""
+    saved, ours = _run_settings(saved), _run_settings(config)
+    changed = []
+    for key in sorted((set(saved) | set(ours)) - set(ignore)):
+        if key == "profile":
+            fields = set(saved["profile"]) | set(ours["profile"])
+            changed += [f"profile.{f}" for f in sorted(fields) if saved["profile"].get(f) != ours["profile"].get(f)]
+        elif saved.get(key) != ours.get(key):
+            changed.append(key)
+    return changed
 
 
 def run_config(model_name: str | None = None, attention: str | None = None, *,

@@ -12,6 +12,7 @@ its last epoch (see train.train).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from torch import nn
@@ -22,7 +23,7 @@ from .devices import choose_device
 from .profiles import choose_profile
 from .result import TrainingResult
 from .settings import current_settings
-from .train import load_model, train
+from .train import changed_settings, load_model, run_config, train
 
 
 def checkpoint_dir(attention: str | None, profile: str, model_name: str, seed: int,
@@ -46,6 +47,8 @@ def trained_model(attention: str | None, profile: str | None = None, model_name:
     model_name = model_name or chosen.model
     folder = checkpoint_dir(attention, chosen.name, model_name, seed, root)
     metrics_path = folder / "metrics.json"
+    if metrics_path.is_file():
+        _forget_if_stale(folder, run_config(model_name, attention, profile=chosen, seed=seed, device=device))
     if not metrics_path.is_file():
         settings = current_settings()
         keep_freed_memory()
@@ -56,3 +59,17 @@ def trained_model(attention: str | None, profile: str | None = None, model_name:
     if not with_metrics:
         return model
     return model, TrainingResult.from_json(json.loads(metrics_path.read_text()), model)
+
+
+def _forget_if_stale(folder: Path, config: dict) -> None:
+    """Delete the shared model in `folder` when its run's settings are not `config`'s (a
+    later version of the package changed the profile, say), with a warning: it is trained
+    again instead of being returned as if it were the model asked for. Where it runs and
+    which copy of CIFAR-10 it read do not count."""
+    saved = json.loads((folder / "metrics.json").read_text()).get("config", {})
+    changed = changed_settings(saved, config, ignore=("data_source", "device_type", "precision"))
+    if changed:
+        warnings.warn(f"the shared model in {folder} was trained with other settings ({', '.join(changed)}); "
+                      f"training it again", stacklevel=3)
+        for name in ("metrics.json", "checkpoint.pt"):
+            (folder / name).unlink(missing_ok=True)

@@ -140,7 +140,7 @@ def test_a_checkpoint_resumes_after_its_profile_is_reworded(cifar10, tmp_path, m
     again = train("resnet20", None, data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1})
     assert again.history == first.history  # resumed after its last epoch: nothing trained again
     assert again.config["profile"]["description"].startswith("the same run, described by later code")
-    with pytest.raises(ValueError, match=r"other settings \(profile\)"):
+    with pytest.raises(ValueError, match=r"other settings \(profile\.lr\)"):
         train("resnet20", None, data=cifar10, out_dir=tmp_path, **{**TINY, "epochs": 1, "lr": 0.05})
 
 
@@ -281,6 +281,16 @@ def test_the_zoo_trains_once_with_the_choices_the_settings_make(cifar10, tmp_pat
         metrics_path = tmp_path / "zoo" / "tiny-fastnet-baseline-seed0" / "metrics.json"
         assert result.test == json.loads(metrics_path.read_text())["test"]
 
+        # a model cached under other settings (as an older version of a profile left it) is
+        # not returned as the one asked for: it is trained again, with a warning that says why
+        stale = json.loads(metrics_path.read_text())
+        stale["config"]["profile"]["lr"] *= 2
+        stale["config"]["profile"]["description"] = "worded otherwise"  # does not change training
+        metrics_path.write_text(json.dumps(stale))
+        with pytest.warns(UserWarning, match=r"trained with other settings \(profile\.lr\); training it again"):
+            retrained = trained_model(None, profile="tiny", root=tmp_path / "zoo", data=cifar10)
+        assert len(log.read_text().splitlines()) == 2
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), retrained.state_dict().values()))
     finally:
         reset_settings()
 
