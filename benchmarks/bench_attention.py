@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from bench_networks import interleaved_times, medians_ms, paired_overhead
+from bench_networks import interleaved_times, medians_ms, paired_overhead, timed_precisions
 from cbam_tutorial.allocator import keep_freed_memory
 from cbam_tutorial.attention import CBAM
 from cbam_tutorial.fused import load_extension
@@ -64,11 +64,11 @@ def module_step(module: nn.Module, x: torch.Tensor, precision: str):
     return step
 
 
-def bench_modules(repeats: int) -> None:
+def bench_modules(repeats: int, precisions: tuple) -> None:
     print("\n1. One CBAM module, forward + backward, channels_last (ms, median)")
     print(f"{'shape':>18} {'precision':>9} {'fused':>8} {'plain':>8} {'timm':>8} {'timm/fused':>10}")
     for shape in ((128, 64, 32, 32), (128, 256, 8, 8)):
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             torch.manual_seed(0)
             ours = CBAM(shape[1], mlp_bias=False, map_order="mean-max", hidden_rounding="nearest")
             plain = CBAM(shape[1], mlp_bias=False, map_order="mean-max",
@@ -86,11 +86,11 @@ def bench_modules(repeats: int) -> None:
                   f"{plain_ms:8.2f} {timm_ms:8.2f} {timm_ms / fused_ms:9.2f}x")
 
 
-def bench_arrangements(repeats: int) -> None:
+def bench_arrangements(repeats: int, precisions: tuple) -> None:
     print("\n2. One CBAM module in each arrangement, forward + backward, channels_last (ms, median)")
     print(f"{'shape':>18} {'precision':>9} {'arrangement':>16} {'fused':>8} {'plain':>8} {'plain/fused':>11}")
     for shape in ((128, 64, 32, 32), (128, 256, 8, 8)):
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             x = torch.randn(shape, dtype=dtype).to(memory_format=torch.channels_last).requires_grad_()
             for arrangement in ("channel-spatial", "spatial-channel", "parallel"):
@@ -119,7 +119,7 @@ def training_step(model: nn.Module, batch: int, precision: str):
     return step
 
 
-def bench_resnet(batch: int, repeats: int) -> dict:
+def bench_resnet(batch: int, repeats: int, precisions: tuple) -> dict:
     """Median step time of baseline, fused CBAM and plain CBAM, timed in turn (interleaved)
     so that drifts of the machine's speed hit all three alike."""
     print(f"\n3. ResNet-20 training step, batch {batch}, channels_last (ms, median of {repeats}, interleaved;"
@@ -127,7 +127,7 @@ def bench_resnet(batch: int, repeats: int) -> dict:
     print(f"{'precision':>9} {'baseline':>9} {'cbam fused':>11} {'overhead':>24} "
           f"{'cbam plain':>11} {'overhead':>24}")
     results = {}
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         steps = {}
         for label, attention, fused in (("base", None, True), ("fused", "cbam", True),
                                         ("plain", "cbam", False)):
@@ -164,12 +164,13 @@ def main() -> None:
         raise SystemExit("the fused kernels did not compile; see the warning above")
     print(f"torch {torch.__version__}, {args.threads} threads, "
           f"freed memory kept in the process: {kept}")
+    precisions = timed_precisions()
     if "modules" in args.sections:
-        bench_modules(args.repeats)
+        bench_modules(args.repeats, precisions)
     if "arrangements" in args.sections:
-        bench_arrangements(args.repeats)
+        bench_arrangements(args.repeats, precisions)
     if "resnet" in args.sections:
-        bench_resnet(args.batch, args.repeats)
+        bench_resnet(args.batch, args.repeats, precisions)
 
 
 if __name__ == "__main__":

@@ -37,12 +37,24 @@ from cbam_tutorial.allocator import keep_freed_memory
 from cbam_tutorial.comparison import median_interval
 from cbam_tutorial.fused import load_extension
 from cbam_tutorial.cost import GPU_PEAK_FLOPS, count_flops, gpu_seconds_estimate, run_flops
+from cbam_tutorial.devices import cpu_supports_bf16
 from cbam_tutorial.models import build_model
 from cbam_tutorial.profiles import PROFILES
 
 NETWORKS = {"resnet20": 256, "fastnet": 512}
 ATTENTIONS = (None, "se", "cbam")
 TARGET_OVERHEAD = {"resnet20": 0.15, "fastnet": 0.10}
+
+
+def timed_precisions() -> tuple:
+    """("fp32", "bf16") where this CPU computes bf16 natively, else ("fp32",) with a note:
+    emulated bf16 runs many times slower than fp32, so its timings would describe the
+    emulation, not the network (and no run of the package chooses it there)."""
+    if cpu_supports_bf16():
+        return ("fp32", "bf16")
+    print("bf16 skipped: this CPU computes it only by emulation (no AVX-512 BF16 or AMX; "
+          "torch.ops.mkldnn._is_mkldnn_bf16_supported() is False), and the package trains in fp32 here")
+    return ("fp32",)
 
 
 def training_step(model: nn.Module, batch: int, precision: str):
@@ -108,18 +120,27 @@ REFERENCE_MACHINE_STEP_MS = 160.0  # the reference step on the machine the 10-mi
 
 def reference_step_ms(repeats: int = 20) -> float:
     """Median ms of the reference step here: ResNet-20 without attention, bf16 autocast,
-    channels_last, batch 256, forward + backward + Nesterov SGD (threads as set)."""
+    channels_last, batch 256, forward + backward + Nesterov SGD (threads as set).
+
+    Refuses on a CPU that only emulates bf16, where the step measures the emulation (tens
+    of times slower) and would scale a time budget by nonsense."""
+    if not cpu_supports_bf16():
+        raise SystemExit("the reference step is a bf16 step, and this CPU computes bf16 only by "
+                         "emulation (no AVX-512 BF16 or AMX): its time would not compare with the "
+                         f"reference machine's {REFERENCE_MACHINE_STEP_MS:.0f} ms. Run time budgets on a CPU "
+                         "with native bf16 (benchmarks/bench_networks.py gives fp32 throughput here)")
     return interleaved_ms(training_steps("resnet20", "bf16", (None,)), repeats)[None]
 
 
 def bench(networks, repeats: int) -> dict:
     results = {}
+    precisions = timed_precisions()
     print(f"{'network':>9} {'batch':>5} {'precision':>9} " + " ".join(
         f"{str(a or 'none') + ' img/s':>11}" for a in ATTENTIONS)
         + f" {'cbam overhead (95% interval)':>29} {'target':>7}")
     for name in networks:
         batch = NETWORKS[name]
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             times = interleaved_times(training_steps(name, precision), repeats)
             ms = medians_ms(times)
             overhead, low, high = paired_overhead(times, None, "cbam")
@@ -136,11 +157,12 @@ def bench_arrangements(networks, repeats: int) -> dict:
     """Img/s of each network with CBAM in each arrangement, fused and plain, interleaved."""
     arrangements = ("channel-spatial", "spatial-channel", "parallel")
     results = {}
+    precisions = timed_precisions()
     print(f"{'network':>9} {'batch':>5} {'precision':>9} {'arrangement':>16} {'fused img/s':>12} "
           f"{'plain img/s':>12} {'fused/plain':>11}")
     for name in networks:
         batch = NETWORKS[name]
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             steps = {}
             for arrangement in arrangements:
                 for fused in (True, False):

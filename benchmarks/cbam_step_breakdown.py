@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import torch
 
 import cbam_tutorial.fused as fused
-from bench_networks import NETWORKS, interleaved_times, medians_ms, paired_overhead, training_steps
+from bench_networks import NETWORKS, interleaved_times, timed_precisions, medians_ms, paired_overhead, training_steps
 from cbam_tutorial.allocator import keep_freed_memory
 
 
@@ -96,7 +96,7 @@ def main() -> None:
     if fused.load_extension() is None:
         raise SystemExit("the fused kernels did not compile; see the warning above")
     print(f"torch {torch.__version__}, {args.threads} threads; milliseconds per training step")
-    for precision in ("fp32", "bf16"):
+    for precision in timed_precisions():
         breakdown(args.network, precision, args.repeats)
 
 

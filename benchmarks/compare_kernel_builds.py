@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import torch
 
 import cbam_tutorial.fused as this_build
-from bench_networks import NETWORKS, interleaved_times, medians_ms, paired_overhead, training_steps
+from bench_networks import NETWORKS, interleaved_times, timed_precisions, medians_ms, paired_overhead, training_steps
 from cbam_tutorial.allocator import keep_freed_memory
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def main() -> None:
     batch = NETWORKS[args.network]
     print(f"torch {torch.__version__}, {args.threads} threads; {args.network}, batch {batch}; "
           f"{args.repeats} rounds; CBAM on the fused path of {revision} ('other') and of this checkout")
-    for precision in ("fp32", "bf16"):
+    for precision in timed_precisions():
         networks = training_steps(args.network, precision, (None, "cbam"))
 
         def on(build, step=networks["cbam"]):

@@ -8,6 +8,11 @@ estimate GPU times. Writes results/chapter-timings.json.
 
     python benchmarks/time_chapters.py                    # all chapters, one after another
     python benchmarks/time_chapters.py --only 05 09       # chapters whose names start so
+    python benchmarks/time_chapters.py --out results/chapter-timings-fp32.json
+                                                          # a CPU without native bf16
+
+Each chapter runs in the profile it chooses on this machine (quick, or quick-fp32 where the
+CPU only emulates bf16); the file records which, run by run, and whether bf16 is native.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cbam_tutorial.data import data_root  # noqa: E402
+from cbam_tutorial.devices import cpu_supports_bf16  # noqa: E402
 from cbam_tutorial.provenance import provenance  # noqa: E402
 
 
@@ -76,7 +82,7 @@ def main() -> int:
         print(f"{result['notebook']:50s} {result['seconds']:7.1f} s  (training {result['train_seconds']:.1f} s)",
               flush=True)
     payload = {"provenance": {**provenance(torch.device("cpu")), "threads": torch.get_num_threads(),
-                              "cpu_count": os.cpu_count(),
+                              "cpu_count": os.cpu_count(), "native_bf16": cpu_supports_bf16(),
                               "command": "python benchmarks/time_chapters.py " + " ".join(sys.argv[1:])},
                "chapters": sorted(timings.values(), key=lambda t: t["notebook"])}
     out.write_text(json.dumps(payload, indent=2) + "\n")

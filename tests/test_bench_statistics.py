@@ -44,3 +44,18 @@ def test_bad_input_is_refused_with_a_reason():
         median_interval([])
     with pytest.raises(ValueError, match="confidence must be between 0 and 1"):
         median_interval([1.0, 2.0], confidence=95)
+
+
+def test_a_cpu_that_only_emulates_bf16_times_fp32_alone_and_refuses_the_reference_step(monkeypatch, capsys):
+    """Emulated bf16 runs tens of times slower than fp32: its timings would describe the
+    emulation, and a time budget scaled by its reference step would be nonsense."""
+    import bench_networks
+
+    monkeypatch.setattr(bench_networks, "cpu_supports_bf16", lambda: True)
+    assert bench_networks.timed_precisions() == ("fp32", "bf16")
+    monkeypatch.setattr(bench_networks, "cpu_supports_bf16", lambda: False)
+    assert bench_networks.timed_precisions() == ("fp32",)
+    assert "bf16 skipped: this CPU computes it only by emulation" in capsys.readouterr().out
+    monkeypatch.setattr(bench_networks, "training_steps", lambda *_: pytest.fail("must not time anything"))
+    with pytest.raises(SystemExit, match="this CPU computes bf16 only by emulation"):
+        bench_networks.reference_step_ms()
