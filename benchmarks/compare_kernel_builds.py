@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import torch
 
 import cbam_tutorial.fused as this_build
-from bench_networks import NETWORKS, interleaved_times, timed_precisions, medians_ms, paired_overhead, training_steps
+from bench_networks import NETWORKS, interleaved_times, medians_ms, paired_overhead, timed_precisions, training_steps
 from cbam_tutorial.allocator import keep_freed_memory
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -158,7 +158,7 @@ PROFILES = {
         "10,000-image subset for 5 epochs, scored on 2,000 validation and 2,000 test images",
         **FAST_RECIPE, epochs=5, train_subset=10_000, val_subset=2_000, test_subset=2_000),
     # On a CPU without native bf16 (no AVX-512 BF16 or AMX) every step runs in fp32, several
-    # times slower than the quick profile's bf16 steps (README, "Profiles"): the chapters'
+    # times slower than the quick profile's bf16 steps (README.md, "Training"): the chapters'
     # cells train on a fraction of the data there, to stay within the book's time budget.
     "quick-fp32": Profile(
         "quick-fp32", "a chapter's training cell on a CPU that computes bf16 only by emulation, "
