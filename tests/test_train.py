@@ -194,7 +194,7 @@ def test_a_cpu_without_native_bf16_gets_the_smaller_chapter_profile_and_fp32(mon
 
 
 def test_bad_settings(cifar10):
-    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'cpu', 'cpu-resnet20'"):
+    with pytest.raises(ValueError, match="unknown profile 'slow'; choose one of 'quick', 'quick-fp32', 'cpu', 'cpu-resnet20'"):
         train("resnet20", profile="slow", data=cifar10)
     with pytest.raises(ValueError, match="unknown model 'vgg16'"):
         train("vgg16", profile="quick", data=cifar10, epochs=1)
