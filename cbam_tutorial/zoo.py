@@ -65,11 +65,14 @@ def _forget_if_stale(folder: Path, config: dict) -> None:
     """Delete the shared model in `folder` when its run's settings are not `config`'s (a
     later version of the package changed the profile, say), with a warning: it is trained
     again instead of being returned as if it were the model asked for. Where it runs and
-    which copy of CIFAR-10 it read do not count."""
-    saved = json.loads((folder / "metrics.json").read_text()).get("config", {})
-    changed = changed_settings(saved, config, ignore=("data_source", "device_type", "precision"))
+    which copy of CIFAR-10 it read do not count; an unreadable metrics.json counts as stale."""
+    try:
+        saved = json.loads((folder / "metrics.json").read_text()).get("config", {})
+        changed = changed_settings(saved, config, ignore=("data_source", "device_type", "precision"))
+        reason = f"was trained with other settings ({', '.join(changed)})"
+    except (OSError, ValueError, AttributeError) as error:
+        changed, reason = True, f"has an unreadable metrics.json ({error})"
     if changed:
-        warnings.warn(f"the shared model in {folder} was trained with other settings ({', '.join(changed)}); "
-                      f"training it again", stacklevel=3)
+        warnings.warn(f"the shared model in {folder} {reason}; training it again", stacklevel=3)
         for name in ("metrics.json", "checkpoint.pt"):
             (folder / name).unlink(missing_ok=True)

@@ -291,6 +291,10 @@ def test_the_zoo_trains_once_with_the_choices_the_settings_make(cifar10, tmp_pat
             retrained = trained_model(None, profile="tiny", root=tmp_path / "zoo", data=cifar10)
         assert len(log.read_text().splitlines()) == 2
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), retrained.state_dict().values()))
+        metrics_path.write_text('{"config": {"profile": ')  # cut off mid-write
+        with pytest.warns(UserWarning, match=r"has an unreadable metrics\.json .*; training it again"):
+            trained_model(None, profile="tiny", root=tmp_path / "zoo", data=cifar10)
+        assert len(log.read_text().splitlines()) == 3
     finally:
         reset_settings()
 
