@@ -1,6 +1,7 @@
 """Training on real CIFAR-10 learns; resuming reproduces an uninterrupted run; bad settings fail clearly."""
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -40,15 +41,16 @@ def cifar10():
     return load_cifar10()
 
 
-def test_quick_training_learns_on_real_data(cifar10):
-    # the time is not asserted (a loaded machine would fail it); scoring 500 validation images
-    # (four views each, after every epoch) instead of the profile's 2,000 saves about a quarter of it
-    result = train(None, "cbam", profile="quick", epochs=3, train_subset=5000, val_subset=500,
-                   test_subset=1_000, data=cifar10, progress=False)
+def test_the_smallest_chapter_profile_learns_on_real_data(cifar10):
+    # quick-fp32, chapter 5's profile on a CPU without native bf16, must give its recipe steps
+    # enough to learn: in batches of 512 its images made 6 steps and the models stayed near
+    # chance (14-16% on two seeds, the training loss above a uniform guess's). The quick
+    # profile's own training is chapter 5's, executed by the book's build.
+    result = train(None, "cbam", profile="quick-fp32", data=cifar10, progress=False)
     assert result.config["model"] == "fastnet"
     history = result.history
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["train_loss"] < min(history[0]["train_loss"], math.log(10))  # below chance's loss
     assert result.val["accuracy"] > 0.3  # chance is 0.1
     assert result.test["accuracy"] > 0.3
     assert result.data["source"] in ("original", "jpeg-offline")
