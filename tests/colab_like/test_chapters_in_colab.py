@@ -11,7 +11,10 @@ launch gets a fresh runtime, and runs in the `tiny` profile. Any error or traceb
 any cell fails its test. One thing is shared between the runtimes: the cache of compiled
 C++ extensions, so that the fused CBAM kernels compile once, in the first chapter that
 trains on the CPU (that chapter tests the compile), not again in every later one (about
-half a minute each on 2 cores).
+half a minute each on 2 cores). The decoded data set is shared the same way: the first
+chapter that loads CIFAR-10 decodes the archive into its empty cache (that chapter tests
+it); the later runtimes start with that one file in theirs, and nothing else (about half
+a minute each on 2 cores).
 
     COLAB_PYTHON=.venv-colab/bin/python CBAM_TUTORIAL_CIFAR10_ARCHIVE=... pytest tests/colab_like -v -s
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -74,7 +78,7 @@ def colab(tmp_path_factory):
                 "CBAM_TUTORIAL_PROFILE": "tiny", "CBAM_TUTORIAL_CIFAR10_ARCHIVE": str(Path(ARCHIVE).resolve()),
                 "TORCH_EXTENSIONS_DIR": str(base / "torch_extensions")},
     }))
-    return {"base": base, "jupyter_path": str(base / "jupyter")}
+    return {"base": base, "jupyter_path": str(base / "jupyter"), "decoded_data": None}
 
 
 def test_the_environment_has_colabs_versions_and_no_build_tools():
@@ -109,6 +113,10 @@ def test_chapter_runs_in_a_fresh_colab_runtime(chapter, colab, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", colab["jupyter_path"])
     monkeypatch.setenv("CBAM_TUTORIAL_CHECKOUT", str(content / "cbam-tutorial"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(runtime / "cache"))  # a fresh runtime's empty cache
+    data_root = runtime / "cache" / "cbam-tutorial"  # the package's default without CBAM_TUTORIAL_DATA
+    if colab["decoded_data"] is not None:
+        data_root.mkdir(parents=True)
+        shutil.copy2(colab["decoded_data"], data_root)
     for name in ("CBAM_TUTORIAL_PROGRESS", "CBAM_TUTORIAL_DATA", "VIRTUAL_ENV", "PYTHONPATH"):
         monkeypatch.delenv(name, raising=False)  # Colab sets none of them
     before = run([COLAB_PYTHON, "-m", "pip", "list", "--format=freeze"]).splitlines()
@@ -123,6 +131,8 @@ def test_chapter_runs_in_a_fresh_colab_runtime(chapter, colab, monkeypatch):
         pytest.fail(f"{chapter.name} failed in the Colab-like environment:\n{plain}"[-6000:], pytrace=False)
     problems = errors_in(notebook)
     assert not problems, "\n".join(problems)
+    if colab["decoded_data"] is None:
+        colab["decoded_data"] = next(iter(sorted(data_root.glob("cifar10-*.npz"))), None)
 
     added = set(run([COLAB_PYTHON, "-m", "pip", "list", "--format=freeze"]).splitlines()) - set(before)
     assert {line.split("==")[0].lower() for line in added} <= {"cbam-tutorial", "cbam_tutorial"}, \
