@@ -8,13 +8,12 @@ clones the repository (git's `url.<base>.insteadOf` points the GitHub address at
 snapshot of this working tree on the configured branch) and `%pip install`s the package
 from the clone. Each chapter gets a fresh kernel and a fresh checkout, as each Colab
 launch gets a fresh runtime, and runs in the `tiny` profile. Any error or traceback in
-any cell fails its test. One thing is shared between the runtimes: the cache of compiled
-C++ extensions, so that the fused CBAM kernels compile once, in the first chapter that
-trains on the CPU (that chapter tests the compile), not again in every later one (about
-half a minute each on 2 cores). The decoded data set is shared the same way: the first
-chapter that loads CIFAR-10 decodes the archive into its empty cache (that chapter tests
-it); the later runtimes start with that one file in theirs, and nothing else (about half
-a minute each on 2 cores).
+any cell fails its test. Two things are shared between the runtimes, each to save about
+half a minute per chapter on 2 cores: the cache of compiled C++ extensions, so that the
+fused CBAM kernels compile once, in the first chapter that trains on the CPU (that
+chapter tests the compile), not again in every later one; and the decoded data set: the
+first chapter that loads CIFAR-10 decodes the archive into its empty cache (that chapter
+tests the decoding), and the later runtimes start with that one file in theirs.
 
     COLAB_PYTHON=.venv-colab/bin/python CBAM_TUTORIAL_CIFAR10_ARCHIVE=... pytest tests/colab_like -v -s
 """
