@@ -74,7 +74,7 @@ def build_folder(name: str, flags: list[str], source: bytes) -> Path:
 def compile_kernels(name: str = "cbam_tutorial_gate", extra_cflags: tuple = ()):
     """Compile (cached on disk, see build_folder) and return the C++ module; raises if it cannot.
 
-    extra_cflags: added to the flags, e.g. ("-mno-avx512f",) builds the portable loops only.
+    extra_cflags: added to the flags, e.g. ("-mno-avx512f", "-mno-avx2") builds the portable loops only.
     """
     import logging
 

@@ -24,7 +24,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 
@@ -696,10 +696,106 @@ void weight_grad_plane_avx512(const float* g, const float* plane, int64_t H, int
 }
 #endif
 
-// Which kernel sizes have the register-blocked loops (3, 5 and 7, with AVX-512); the others
-// run the loops above.
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+// The register-blocked loops of the AVX-512 section above, in 8-lane AVX2 registers: strips
+// of 8 columns, masked loads and stores where a strip is narrower. 16 registers: the
+// convolution keeps 8 output rows, the weight's gradient 4 rows of g and K tap sums.
+constexpr int64_t kRowBlock8 = 8;
+
+inline __m256i strip_mask8(int64_t columns) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(columns, 8))), lane);
+}
+
+template <int64_t R, typename Block>
+inline void for_each_row_block8(int64_t H, int64_t W, Block&& block) {
+  for (int64_t c0 = 0; c0 < W; c0 += 8) {
+    const __m256i lanes = strip_mask8(W - c0);
+    int64_t r0 = 0;
+    for (; r0 + R <= H; r0 += R) block(std::integral_constant<int64_t, R>{}, r0, c0, lanes);
+    for (; r0 < H; ++r0) block(std::integral_constant<int64_t, 1>{}, r0, c0, lanes);
+  }
+}
+
+template <int64_t K, int64_t R>
+inline void conv_rows_avx2(const float* const* planes, const float* const* weights, int64_t maps, int64_t Wp,
+                           int64_t r0, int64_t c0, __m256i lanes, float* __restrict out, int64_t W) {
+  __m256 acc[R];
+#pragma GCC unroll 32
+  for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t m = 0; m < maps; ++m) {
+    const float* __restrict base = planes[m] + r0 * Wp + c0;
+    const float* __restrict w = weights[m];
+#pragma GCC unroll 32
+    for (int64_t s = 0; s < R + K - 1; ++s) {
+#pragma GCC unroll 32
+      for (int64_t dx = 0; dx < K; ++dx) {
+        const __m256 v = _mm256_loadu_ps(base + s * Wp + dx);
+#pragma GCC unroll 32
+        for (int64_t r = 0; r < R; ++r) {
+          const int64_t dy = s - r;
+          if (dy >= 0 && dy < K) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(w[dy * K + dx]), v, acc[r]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int64_t r = 0; r < R; ++r) _mm256_maskstore_ps(out + (r0 + r) * W + c0, lanes, acc[r]);
+}
+
+template <int64_t K>
+void conv_plane_avx2(const float* const* planes, const float* const* weights, int64_t maps, int64_t H,
+                     int64_t W, float* out) {
+  const int64_t Wp = W + K - 1;
+  for_each_row_block8<kRowBlock8>(H, W, [&](auto rows, int64_t r0, int64_t c0, __m256i lanes) {
+    conv_rows_avx2<K, decltype(rows)::value>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
+  });
+}
+
+template <int64_t K, int64_t R>
+inline void weight_grad_rows_avx2(const float* __restrict g, const float* __restrict plane, int64_t W, int64_t Wp,
+                                  int64_t r0, int64_t c0, int64_t dx, __m256i lanes, __m256* acc) {
+  __m256 rows[R];
+#pragma GCC unroll 32
+  for (int64_t r = 0; r < R; ++r) rows[r] = _mm256_maskload_ps(g + (r0 + r) * W + c0, lanes);
+  const float* __restrict base = plane + r0 * Wp + c0 + dx;
+#pragma GCC unroll 32
+  for (int64_t s = 0; s < R + K - 1; ++s) {
+    const __m256 v = _mm256_loadu_ps(base + s * Wp);
+#pragma GCC unroll 32
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t dy = s - r;
+      if (dy >= 0 && dy < K) acc[dy] = _mm256_fmadd_ps(rows[r], v, acc[dy]);
+    }
+  }
+}
+
+inline float horizontal_sum(__m256 v) {
+  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
+}
+
+template <int64_t K>
+void weight_grad_plane_avx2(const float* g, const float* plane, int64_t H, int64_t W, float* dw) {
+  const int64_t Wp = W + K - 1;
+  for (int64_t dx = 0; dx < K; ++dx) {
+    __m256 acc[K];
+#pragma GCC unroll 32
+    for (int64_t dy = 0; dy < K; ++dy) acc[dy] = _mm256_setzero_ps();
+    for_each_row_block8<4>(H, W, [&](auto rows, int64_t r0, int64_t c0, __m256i lanes) {
+      weight_grad_rows_avx2<K, decltype(rows)::value>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
+    });
+    for (int64_t dy = 0; dy < K; ++dy) dw[dy * K + dx] += horizontal_sum(acc[dy]);
+  }
+}
+#define CBAM_AVX2_BLOCKED 1
+#endif
+
+// Which kernel sizes have the register-blocked loops (3, 5 and 7, with AVX-512 or AVX2); the
+// others run the loops above.
 bool has_blocked_loops(int64_t K) {
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(CBAM_AVX2_BLOCKED)
   return K == 3 || K == 5 || K == 7;
 #else
   return false;
@@ -714,6 +810,12 @@ void conv_planes_blocked(int64_t K, const float* const* planes, const float* con
     case 5: return conv_plane_avx512<5>(planes, weights, maps, H, W, out);
     case 7: return conv_plane_avx512<7>(planes, weights, maps, H, W, out);
   }
+#elif defined(CBAM_AVX2_BLOCKED)
+  switch (K) {
+    case 3: return conv_plane_avx2<3>(planes, weights, maps, H, W, out);
+    case 5: return conv_plane_avx2<5>(planes, weights, maps, H, W, out);
+    case 7: return conv_plane_avx2<7>(planes, weights, maps, H, W, out);
+  }
 #endif
   TORCH_CHECK(false, "no register-blocked gate convolution for kernel size ", K);
 }
@@ -724,6 +826,12 @@ void weight_grad_blocked(int64_t K, const float* g, const float* plane, int64_t 
     case 3: return weight_grad_plane_avx512<3>(g, plane, H, W, dw);
     case 5: return weight_grad_plane_avx512<5>(g, plane, H, W, dw);
     case 7: return weight_grad_plane_avx512<7>(g, plane, H, W, dw);
+  }
+#elif defined(CBAM_AVX2_BLOCKED)
+  switch (K) {
+    case 3: return weight_grad_plane_avx2<3>(g, plane, H, W, dw);
+    case 5: return weight_grad_plane_avx2<5>(g, plane, H, W, dw);
+    case 7: return weight_grad_plane_avx2<7>(g, plane, H, W, dw);
   }
 #endif
   TORCH_CHECK(false, "no register-blocked gate convolution for kernel size ", K);
