@@ -9,7 +9,8 @@
 // compiled form measured slow are also written with intrinsics: per-pixel reductions over
 // C = 16, 32 or 64 channels, the per-channel pooling over pixels for those C, and the gate
 // convolution, whose outputs stay in registers by blocks of rows, each input vector loaded
-// once for all the kernel rows that reach it (k = 3, 5, 7). Every other CPU runs
+// once for all the kernel rows that reach it (k = 3, 5, 7). Where it targets AVX2 without
+// AVX-512, the gate convolution's blocked loops exist in 8 lanes too. Every other CPU runs
 // the portable loops beside them (tests compile both and compare). The spatial gate's
 // convolution and BatchNorm, on (B, 2, H, W) and (B, 1, H, W) float32 planes, are here too.
 #include <torch/extension.h>
