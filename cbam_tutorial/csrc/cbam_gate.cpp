@@ -9,8 +9,8 @@
 // compiled form measured slow are also written with intrinsics: per-pixel reductions over
 // C = 16, 32 or 64 channels, the per-channel pooling over pixels for those C, and the gate
 // convolution, whose outputs stay in registers by blocks of rows, each input vector loaded
-// once for all the kernel rows that reach it (k = 3, 5, 7). Where it targets AVX2 without
-// AVX-512, the gate convolution's blocked loops exist in 8 lanes too. Every other CPU runs
+// once for all the kernel rows that reach it (k = 3, 5, 7). Where it targets AVX2 and FMA
+// without AVX-512, the same blocked loops run in 8-lane registers. Every other CPU runs
 // the portable loops beside them (tests compile both and compare). The spatial gate's
 // convolution and BatchNorm, on (B, 2, H, W) and (B, 1, H, W) float32 planes, are here too.
 #include <torch/extension.h>
@@ -598,28 +598,72 @@ void weight_grad(const PaddedPlane& plane, const float* g, const float* padded, 
   }
 }
 
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define CBAM_BLOCKED_LOOPS 1
+// The same convolution with outputs in registers by rows: a block of R output rows x one
+// vector of columns sits in R registers, and each input vector, loaded once, is multiplied
+// into every output row that one of the kernel's rows reaches from it. The loops above load
+// once per multiply-add, and most of those loads straddle two cache lines; here a tap costs
+// about (R + K - 1) / (R K) of a load. The planes are the zero-padded ones of PaddedPlane
+// (row stride Wp); outputs go straight to a dense (H, W) plane, masked where a strip is
+// narrower than a vector. The loops over rows and taps have compile-time bounds and are
+// unrolled whole, so that the accumulators stay in registers (an array indexed at run time
+// would not).
+//
+// The loops are written once over a vector type, `Lanes`, which says how a register of floats
+// is loaded, stored under a mask of columns, multiplied and added, and summed. AVX-512 has 32
+// registers of 16 floats; AVX2 has 16 of 8, so its weight gradient holds 4 rows of g (4 + K
+// tap sums + 1 input vector fit in 16) where AVX-512 holds 8.
 #if defined(__AVX512F__)
-// The same convolution with outputs in registers by rows: a block of R output rows x 16
-// columns sits in R registers, and each input vector, loaded once, is multiplied into every
-// output row that one of the kernel's rows reaches from it. The loops above load once per
-// multiply-add, and most of those loads straddle two cache lines; here a tap costs about
-// (R + K - 1) / (R K) of a load. The planes are the zero-padded ones of PaddedPlane (row
-// stride Wp); outputs go straight to a dense (H, W) plane, masked where a strip is narrower
-// than 16 columns. The loops over rows and taps have compile-time bounds and are unrolled
-// whole, so that the accumulators stay in registers (an array indexed at run time would not).
-constexpr int64_t kRowBlock = 8;
-
-inline __mmask16 strip_lanes(int64_t columns) {
-  return columns >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << columns) - 1u);
-}
+struct Lanes {
+  using Vec = __m512;
+  using Mask = __mmask16;
+  static constexpr int64_t kWidth = 16;
+  static constexpr int64_t kConvRows = 8;        // output rows per block of the convolution
+  static constexpr int64_t kGradRows = 8;        // rows of g per block of the weight's gradient
+  static Mask strip(int64_t columns) { return columns >= 16 ? Mask(0xFFFF) : Mask((1u << columns) - 1u); }
+  static Vec zero() { return _mm512_setzero_ps(); }
+  static Vec broadcast(float v) { return _mm512_set1_ps(v); }
+  static Vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static Vec load(const float* p, Mask lanes) { return _mm512_maskz_loadu_ps(lanes, p); }
+  static void store(float* p, Mask lanes, Vec v) { _mm512_mask_storeu_ps(p, lanes, v); }
+  static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static float sum(Vec v) { return _mm512_reduce_add_ps(v); }
+};
+#else
+struct Lanes {
+  using Vec = __m256;
+  using Mask = __m256i;  // all ones in the lanes of the strip's columns
+  static constexpr int64_t kWidth = 8;
+  static constexpr int64_t kConvRows = 8;
+  static constexpr int64_t kGradRows = 4;
+  static Mask strip(int64_t columns) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(columns, 8))), lane);
+  }
+  static Vec zero() { return _mm256_setzero_ps(); }
+  static Vec broadcast(float v) { return _mm256_set1_ps(v); }
+  static Vec load(const float* p) { return _mm256_loadu_ps(p); }
+  static Vec load(const float* p, Mask lanes) { return _mm256_maskload_ps(p, lanes); }
+  static void store(float* p, Mask lanes, Vec v) { _mm256_maskstore_ps(p, lanes, v); }
+  static Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static float sum(Vec v) {
+    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
+  }
+};
+#endif
+using Vec = Lanes::Vec;
+using Mask = Lanes::Mask;
 
 // out[r0 + r, c0 + j] = sum over maps m, taps (dy, dx) of w_m[dy, dx] * plane_m[r0 + r + dy, c0 + j + dx]
 template <int64_t K, int64_t R>
-inline void conv_rows_avx512(const float* const* planes, const float* const* weights, int64_t maps, int64_t Wp,
-                             int64_t r0, int64_t c0, __mmask16 lanes, float* __restrict out, int64_t W) {
-  __m512 acc[R];
+inline void conv_rows(const float* const* planes, const float* const* weights, int64_t maps, int64_t Wp, int64_t r0,
+                      int64_t c0, Mask lanes, float* __restrict out, int64_t W) {
+  Vec acc[R];
 #pragma GCC unroll 32
-  for (int64_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t r = 0; r < R; ++r) acc[r] = Lanes::zero();
   for (int64_t m = 0; m < maps; ++m) {
     const float* __restrict base = planes[m] + r0 * Wp + c0;
     const float* __restrict w = weights[m];
@@ -627,176 +671,80 @@ inline void conv_rows_avx512(const float* const* planes, const float* const* wei
     for (int64_t s = 0; s < R + K - 1; ++s) {
 #pragma GCC unroll 32
       for (int64_t dx = 0; dx < K; ++dx) {
-        const __m512 v = _mm512_loadu_ps(base + s * Wp + dx);
+        const Vec v = Lanes::load(base + s * Wp + dx);
 #pragma GCC unroll 32
         for (int64_t r = 0; r < R; ++r) {
           const int64_t dy = s - r;
-          if (dy >= 0 && dy < K) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(w[dy * K + dx]), v, acc[r]);
+          if (dy >= 0 && dy < K) acc[r] = Lanes::fma(Lanes::broadcast(w[dy * K + dx]), v, acc[r]);
         }
       }
     }
   }
 #pragma GCC unroll 32
-  for (int64_t r = 0; r < R; ++r) _mm512_mask_storeu_ps(out + (r0 + r) * W + c0, lanes, acc[r]);
+  for (int64_t r = 0; r < R; ++r) Lanes::store(out + (r0 + r) * W + c0, lanes, acc[r]);
 }
 
 // Calls block(std::integral_constant<int64_t, R>{}, r0, c0, lanes) over an (H, W) plane, by strips
-// of 16 columns: rows r0 .. r0 + R - 1 in blocks of kRowBlock, then the rows left one by one.
-template <typename Block>
-inline void for_each_row_block(int64_t H, int64_t W, Block&& block) {
-  for (int64_t c0 = 0; c0 < W; c0 += 16) {
-    const __mmask16 lanes = strip_lanes(W - c0);
-    int64_t r0 = 0;
-    for (; r0 + kRowBlock <= H; r0 += kRowBlock) block(std::integral_constant<int64_t, kRowBlock>{}, r0, c0, lanes);
-    for (; r0 < H; ++r0) block(std::integral_constant<int64_t, 1>{}, r0, c0, lanes);
-  }
-}
-
-template <int64_t K>
-void conv_plane_avx512(const float* const* planes, const float* const* weights, int64_t maps, int64_t H,
-                       int64_t W, float* out) {
-  const int64_t Wp = W + K - 1;
-  for_each_row_block(H, W, [&](auto rows, int64_t r0, int64_t c0, __mmask16 lanes) {
-    conv_rows_avx512<K, decltype(rows)::value>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
-  });
-}
-
-// dw[dy, dx] += sum over rows r0 .. r0 + R - 1 of the strip of g[r, c] * plane[r + dy, c + dx], for one dx:
-// the R rows of g stay in registers, each input vector is loaded once for the kernel rows it meets.
-template <int64_t K, int64_t R>
-inline void weight_grad_rows_avx512(const float* __restrict g, const float* __restrict plane, int64_t W, int64_t Wp,
-                                    int64_t r0, int64_t c0, int64_t dx, __mmask16 lanes, __m512* acc) {
-  __m512 rows[R];
-#pragma GCC unroll 32
-  for (int64_t r = 0; r < R; ++r) rows[r] = _mm512_maskz_loadu_ps(lanes, g + (r0 + r) * W + c0);
-  const float* __restrict base = plane + r0 * Wp + c0 + dx;
-#pragma GCC unroll 32
-  for (int64_t s = 0; s < R + K - 1; ++s) {
-    const __m512 v = _mm512_loadu_ps(base + s * Wp);
-#pragma GCC unroll 32
-    for (int64_t r = 0; r < R; ++r) {
-      const int64_t dy = s - r;
-      if (dy >= 0 && dy < K) acc[dy] = _mm512_fmadd_ps(rows[r], v, acc[dy]);
-    }
-  }
-}
-
-// dw[dy * K + dx] += sum over (h, w) of g[h, w] * plane[h + dy, w + dx], g a dense (H, W) plane.
-template <int64_t K>
-void weight_grad_plane_avx512(const float* g, const float* plane, int64_t H, int64_t W, float* dw) {
-  const int64_t Wp = W + K - 1;
-  for (int64_t dx = 0; dx < K; ++dx) {
-    __m512 acc[K];
-#pragma GCC unroll 32
-    for (int64_t dy = 0; dy < K; ++dy) acc[dy] = _mm512_setzero_ps();
-    for_each_row_block(H, W, [&](auto rows, int64_t r0, int64_t c0, __mmask16 lanes) {
-      weight_grad_rows_avx512<K, decltype(rows)::value>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
-    });
-    for (int64_t dy = 0; dy < K; ++dy) dw[dy * K + dx] += _mm512_reduce_add_ps(acc[dy]);
-  }
-}
-#endif
-
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
-// The register-blocked loops of the AVX-512 section above, in 8-lane AVX2 registers: strips
-// of 8 columns, masked loads and stores where a strip is narrower. 16 registers: the
-// convolution keeps 8 output rows, the weight's gradient 4 rows of g and K tap sums.
-constexpr int64_t kRowBlock8 = 8;
-
-inline __m256i strip_mask8(int64_t columns) {
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(columns, 8))), lane);
-}
-
+// of one vector of columns: rows r0 .. r0 + R - 1 in blocks of R, then the rows left one by one.
 template <int64_t R, typename Block>
-inline void for_each_row_block8(int64_t H, int64_t W, Block&& block) {
-  for (int64_t c0 = 0; c0 < W; c0 += 8) {
-    const __m256i lanes = strip_mask8(W - c0);
+inline void for_each_row_block(int64_t H, int64_t W, Block&& block) {
+  for (int64_t c0 = 0; c0 < W; c0 += Lanes::kWidth) {
+    const Mask lanes = Lanes::strip(W - c0);
     int64_t r0 = 0;
     for (; r0 + R <= H; r0 += R) block(std::integral_constant<int64_t, R>{}, r0, c0, lanes);
     for (; r0 < H; ++r0) block(std::integral_constant<int64_t, 1>{}, r0, c0, lanes);
   }
 }
 
-template <int64_t K, int64_t R>
-inline void conv_rows_avx2(const float* const* planes, const float* const* weights, int64_t maps, int64_t Wp,
-                           int64_t r0, int64_t c0, __m256i lanes, float* __restrict out, int64_t W) {
-  __m256 acc[R];
-#pragma GCC unroll 32
-  for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  for (int64_t m = 0; m < maps; ++m) {
-    const float* __restrict base = planes[m] + r0 * Wp + c0;
-    const float* __restrict w = weights[m];
-#pragma GCC unroll 32
-    for (int64_t s = 0; s < R + K - 1; ++s) {
-#pragma GCC unroll 32
-      for (int64_t dx = 0; dx < K; ++dx) {
-        const __m256 v = _mm256_loadu_ps(base + s * Wp + dx);
-#pragma GCC unroll 32
-        for (int64_t r = 0; r < R; ++r) {
-          const int64_t dy = s - r;
-          if (dy >= 0 && dy < K) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(w[dy * K + dx]), v, acc[r]);
-        }
-      }
-    }
-  }
-#pragma GCC unroll 32
-  for (int64_t r = 0; r < R; ++r) _mm256_maskstore_ps(out + (r0 + r) * W + c0, lanes, acc[r]);
-}
-
 template <int64_t K>
-void conv_plane_avx2(const float* const* planes, const float* const* weights, int64_t maps, int64_t H,
-                     int64_t W, float* out) {
+void conv_plane(const float* const* planes, const float* const* weights, int64_t maps, int64_t H, int64_t W,
+                float* out) {
   const int64_t Wp = W + K - 1;
-  for_each_row_block8<kRowBlock8>(H, W, [&](auto rows, int64_t r0, int64_t c0, __m256i lanes) {
-    conv_rows_avx2<K, decltype(rows)::value>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
+  for_each_row_block<Lanes::kConvRows>(H, W, [&](auto rows, int64_t r0, int64_t c0, Mask lanes) {
+    conv_rows<K, decltype(rows)::value>(planes, weights, maps, Wp, r0, c0, lanes, out, W);
   });
 }
 
+// dw[dy, dx] += sum over rows r0 .. r0 + R - 1 of the strip of g[r, c] * plane[r + dy, c + dx], for one dx:
+// the R rows of g stay in registers, each input vector is loaded once for the kernel rows it meets.
 template <int64_t K, int64_t R>
-inline void weight_grad_rows_avx2(const float* __restrict g, const float* __restrict plane, int64_t W, int64_t Wp,
-                                  int64_t r0, int64_t c0, int64_t dx, __m256i lanes, __m256* acc) {
-  __m256 rows[R];
+inline void weight_grad_rows(const float* __restrict g, const float* __restrict plane, int64_t W, int64_t Wp,
+                             int64_t r0, int64_t c0, int64_t dx, Mask lanes, Vec* acc) {
+  Vec rows[R];
 #pragma GCC unroll 32
-  for (int64_t r = 0; r < R; ++r) rows[r] = _mm256_maskload_ps(g + (r0 + r) * W + c0, lanes);
+  for (int64_t r = 0; r < R; ++r) rows[r] = Lanes::load(g + (r0 + r) * W + c0, lanes);
   const float* __restrict base = plane + r0 * Wp + c0 + dx;
 #pragma GCC unroll 32
   for (int64_t s = 0; s < R + K - 1; ++s) {
-    const __m256 v = _mm256_loadu_ps(base + s * Wp);
+    const Vec v = Lanes::load(base + s * Wp);
 #pragma GCC unroll 32
     for (int64_t r = 0; r < R; ++r) {
       const int64_t dy = s - r;
-      if (dy >= 0 && dy < K) acc[dy] = _mm256_fmadd_ps(rows[r], v, acc[dy]);
+      if (dy >= 0 && dy < K) acc[dy] = Lanes::fma(rows[r], v, acc[dy]);
     }
   }
 }
 
-inline float horizontal_sum(__m256 v) {
-  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
-}
-
+// dw[dy * K + dx] += sum over (h, w) of g[h, w] * plane[h + dy, w + dx], g a dense (H, W) plane.
 template <int64_t K>
-void weight_grad_plane_avx2(const float* g, const float* plane, int64_t H, int64_t W, float* dw) {
+void weight_grad_plane(const float* g, const float* plane, int64_t H, int64_t W, float* dw) {
   const int64_t Wp = W + K - 1;
   for (int64_t dx = 0; dx < K; ++dx) {
-    __m256 acc[K];
+    Vec acc[K];
 #pragma GCC unroll 32
-    for (int64_t dy = 0; dy < K; ++dy) acc[dy] = _mm256_setzero_ps();
-    for_each_row_block8<4>(H, W, [&](auto rows, int64_t r0, int64_t c0, __m256i lanes) {
-      weight_grad_rows_avx2<K, decltype(rows)::value>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
+    for (int64_t dy = 0; dy < K; ++dy) acc[dy] = Lanes::zero();
+    for_each_row_block<Lanes::kGradRows>(H, W, [&](auto rows, int64_t r0, int64_t c0, Mask lanes) {
+      weight_grad_rows<K, decltype(rows)::value>(g, plane, W, Wp, r0, c0, dx, lanes, acc);
     });
-    for (int64_t dy = 0; dy < K; ++dy) dw[dy * K + dx] += horizontal_sum(acc[dy]);
+    for (int64_t dy = 0; dy < K; ++dy) dw[dy * K + dx] += Lanes::sum(acc[dy]);
   }
 }
-#define CBAM_AVX2_BLOCKED 1
 #endif
 
-// Which kernel sizes have the register-blocked loops (3, 5 and 7, with AVX-512 or AVX2); the
-// others run the loops above.
+// Which kernel sizes have the register-blocked loops (3, 5 and 7, with AVX-512 or AVX2 and
+// FMA); the others run the loops above.
 bool has_blocked_loops(int64_t K) {
-#if defined(__AVX512F__) || defined(CBAM_AVX2_BLOCKED)
+#if defined(CBAM_BLOCKED_LOOPS)
   return K == 3 || K == 5 || K == 7;
 #else
   return false;
@@ -805,34 +753,22 @@ bool has_blocked_loops(int64_t K) {
 
 void conv_planes_blocked(int64_t K, const float* const* planes, const float* const* weights, int64_t maps,
                          int64_t H, int64_t W, float* out) {
-#if defined(__AVX512F__)
+#if defined(CBAM_BLOCKED_LOOPS)
   switch (K) {
-    case 3: return conv_plane_avx512<3>(planes, weights, maps, H, W, out);
-    case 5: return conv_plane_avx512<5>(planes, weights, maps, H, W, out);
-    case 7: return conv_plane_avx512<7>(planes, weights, maps, H, W, out);
-  }
-#elif defined(CBAM_AVX2_BLOCKED)
-  switch (K) {
-    case 3: return conv_plane_avx2<3>(planes, weights, maps, H, W, out);
-    case 5: return conv_plane_avx2<5>(planes, weights, maps, H, W, out);
-    case 7: return conv_plane_avx2<7>(planes, weights, maps, H, W, out);
+    case 3: return conv_plane<3>(planes, weights, maps, H, W, out);
+    case 5: return conv_plane<5>(planes, weights, maps, H, W, out);
+    case 7: return conv_plane<7>(planes, weights, maps, H, W, out);
   }
 #endif
   TORCH_CHECK(false, "no register-blocked gate convolution for kernel size ", K);
 }
 
 void weight_grad_blocked(int64_t K, const float* g, const float* plane, int64_t H, int64_t W, float* dw) {
-#if defined(__AVX512F__)
+#if defined(CBAM_BLOCKED_LOOPS)
   switch (K) {
-    case 3: return weight_grad_plane_avx512<3>(g, plane, H, W, dw);
-    case 5: return weight_grad_plane_avx512<5>(g, plane, H, W, dw);
-    case 7: return weight_grad_plane_avx512<7>(g, plane, H, W, dw);
-  }
-#elif defined(CBAM_AVX2_BLOCKED)
-  switch (K) {
-    case 3: return weight_grad_plane_avx2<3>(g, plane, H, W, dw);
-    case 5: return weight_grad_plane_avx2<5>(g, plane, H, W, dw);
-    case 7: return weight_grad_plane_avx2<7>(g, plane, H, W, dw);
+    case 3: return weight_grad_plane<3>(g, plane, H, W, dw);
+    case 5: return weight_grad_plane<5>(g, plane, H, W, dw);
+    case 7: return weight_grad_plane<7>(g, plane, H, W, dw);
   }
 #endif
   TORCH_CHECK(false, "no register-blocked gate convolution for kernel size ", K);
