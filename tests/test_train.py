@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the ResNet-20 recipe on a small subset (the fast recipe's own tiny runs: test_fast_recipe.py)
 # test_subset: scoring the whole test set (10,000 images, twice with flip TTA) cost more than the
 # training itself and made these the slowest unit tests
-TINY = dict(profile="demo", train_subset=1024, val_subset=500, test_subset=1_000, batch_size=128, epochs=2,
+TINY = dict(profile="demo", train_subset=512, val_subset=250, test_subset=250, batch_size=128, epochs=2,
             progress=False)
 # Limits on the training subprocesses below guard against a hang, they do not check speed:
 # the unit tests once ran four times slower than usual on a machine that a training grid
@@ -253,12 +253,12 @@ def test_progressive_resizing_and_cost_log(cifar10, tmp_path, monkeypatch):
     monkeypatch.setattr(type(model), "forward", record_size)
     result = train("resnet20", None, data=cifar10, low_resolution=24, low_resolution_epochs=1, cost_log=log,
                    **TINY)
-    # seen[0] is the FLOP count at 32 x 32; then epoch 1's 8 training steps at 24, its
+    # seen[0] is the FLOP count at 32 x 32; then epoch 1's 4 training steps at 24, its
     # evaluation (2 flip passes) at 32, and epoch 2's training steps at 32
-    assert seen[1:9] == [24] * 8 and seen[9:11] == [32, 32] and seen[11:19] == [32] * 8
+    assert seen[1:5] == [24] * 4 and seen[5:7] == [32, 32] and seen[7:11] == [32] * 4
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert lines == [{"model": "resnet20", "attention": None, "profile": "demo", "epochs": 2,
-                      "train_images_seen": 2 * 1024, "evaluated_images": 2 * 500 + 1000,
+                      "train_images_seen": 2 * 512, "evaluated_images": 2 * 250 + 250,
                       "evaluation_views": 2,
                       "forward_flops_per_image": result.flops, "train_seconds": result.train_seconds}]
     with pytest.raises(ValueError, match="low_resolution must be an integer from 8 to 32 pixels"):
