@@ -291,15 +291,31 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+@contextmanager
+def ctrl_c_as_in_a_terminal():
+    """Processes started inside get Ctrl-C's default action, as a terminal's foreground job does.
+
+    A job started in the background (`pytest ... &`, nohup) inherits SIGINT ignored, and so
+    would the grid: it would rightly run on through Ctrl-C, as a nohup'd grid should. Any
+    handler here becomes the default action in a child after exec, whichever tests ran before.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def grid_with_a_record(out, timeout=240):
     """A 2-worker grid started as from a terminal (its own session), once its first record has
     landed: (the process, its worker processes)."""
     # the tiny profile: a few seconds a run, so that records land while the grid is running
-    grid = subprocess.Popen(
-        [sys.executable, "-m", "cbam_tutorial", "ablate", "--grid", "all", "--seeds", "2", "--profile", "tiny",
-         "--workers", "2", "--out", str(out)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "CBAM_TUTORIAL_FUSED": "0"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    with ctrl_c_as_in_a_terminal():
+        grid = subprocess.Popen(
+            [sys.executable, "-m", "cbam_tutorial", "ablate", "--grid", "all", "--seeds", "2", "--profile", "tiny",
+             "--workers", "2", "--out", str(out)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "CBAM_TUTORIAL_FUSED": "0"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + timeout
     while not (out.exists() and read_ledger(out).records):
         assert grid.poll() is None, grid.communicate()
