@@ -25,7 +25,9 @@
 #include <type_traits>
 #include <vector>
 
+// the gate convolution's register-blocked loops need AVX-512, or AVX2 with FMA
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define CBAM_BLOCKED_LOOPS 1
 #include <immintrin.h>
 #endif
 
@@ -598,8 +600,7 @@ void weight_grad(const PaddedPlane& plane, const float* g, const float* padded, 
   }
 }
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#define CBAM_BLOCKED_LOOPS 1
+#if defined(CBAM_BLOCKED_LOOPS)
 // The same convolution with outputs in registers by rows: a block of R output rows x one
 // vector of columns sits in R registers, and each input vector, loaded once, is multiplied
 // into every output row that one of the kernel's rows reaches from it. The loops above load
